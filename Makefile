@@ -1,0 +1,37 @@
+# zonecat — every set-up step lives here, so `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: run test check lint typecheck unit bench clean help
+
+help:
+	@echo "make run    - start zonecat on http://127.0.0.1:8080 (SQLite in ./.zonecat, shipped catalog)"
+	@echo "make test   - lint, type checks and the whole test suite"
+	@echo "make check  - lint and type checks only"
+	@echo "make bench  - benchmarks (writes bench/results/latest.json)"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/zonecat serve
+
+check: $(STAMP)
+	$(BIN)/ruff check zonecat tests bench
+	$(BIN)/ruff format --check zonecat tests bench
+	$(BIN)/mypy --strict zonecat
+
+test: check
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .zonecat .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from zonecat.cli.main import main
+
+main()

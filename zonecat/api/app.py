@@ -1,0 +1,66 @@
+"""The FastAPI application: routes, error handlers, middleware and the published OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from zonecat import __version__, errors
+from zonecat.api import errors as api_errors
+from zonecat.api.context import AppContext
+from zonecat.api.metrics import Metrics
+from zonecat.api.middleware import EdgeMiddleware
+from zonecat.api.routes import entities, installs, ops, packages, zones
+
+DESCRIPTION = """zonecat: a self-hostable catalog of packages installed into zones by durable catalog tasks.
+
+The catalog endpoints are wire-compatible with Keycard's API (SDK `keycardai-api` 0.14.0). Every request except
+`/healthz`, `/readyz`, `/metrics` and `/openapi.json` needs `Authorization: Bearer <token>`. Every 4xx/5xx body is
+the error object `Error`."""
+
+
+def create_app(ctx: AppContext) -> FastAPI:
+    app = FastAPI(
+        title="zonecat",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    app.state.metrics = Metrics()
+    for router in (zones.router, packages.router, installs.router, entities.router, ops.router):
+        app.include_router(router)
+    app.add_exception_handler(errors.ZonecatError, api_errors.on_zonecat_error)
+    app.add_exception_handler(RequestValidationError, api_errors.on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, api_errors.on_http_error)
+    app.add_exception_handler(sa.exc.OperationalError, api_errors.on_database_error)
+    app.add_exception_handler(sa.exc.InterfaceError, api_errors.on_database_error)
+    app.add_exception_handler(Exception, api_errors.on_unexpected)
+    app.add_middleware(EdgeMiddleware, metrics=app.state.metrics, max_body_bytes=ctx.settings.max_body_bytes)
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original_openapi()
+            _drop_default_422(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _drop_default_422(schema: dict[str, Any]) -> None:
+    """FastAPI documents a 422 for every route; zonecat answers 400 with its own error body instead."""
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict):
+                operation.get("responses", {}).pop("422", None)
+    components = schema.get("components", {}).get("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)

@@ -1,0 +1,83 @@
+"""Reading request bodies with the contract's errors (malformed JSON, too large, not UTF-8)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from zonecat import errors
+
+
+async def json_body(request: Request, max_bytes: int, *, required: bool = True) -> Any:
+    """The parsed JSON body; ``None`` for an empty body when not ``required``."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw.extend(chunk)
+        if len(raw) > max_bytes:
+            raise errors.BadRequest(
+                f"the request body is larger than {max_bytes} bytes",
+                [errors.Detail("body", f"larger than {max_bytes} bytes", "bad_request")],
+            )
+    if not raw.strip():
+        if required:
+            raise errors.BadRequest("a JSON body is required", [errors.Detail("body", "is empty", "bad_request")])
+        return None
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise errors.BadRequest(
+            "the request body is not valid UTF-8", [errors.Detail("body", str(exc), "bad_request")]
+        ) from exc
+    _check_depth(text)
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise errors.BadRequest(
+            "the request body is nested too deeply", [errors.Detail("body", "nested too deeply", "bad_request")]
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise errors.BadRequest(
+            "the request body is not valid JSON",
+            [errors.Detail("body", f"{exc.msg} at line {exc.lineno} column {exc.colno}", "bad_request")],
+        ) from exc
+
+
+MAX_DEPTH = 64
+
+
+def _check_depth(text: str) -> None:
+    """Refuse JSON nested deeper than ``MAX_DEPTH`` before parsing, so no later recursive walk can overflow."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    depth = 0
+    in_string = False
+    escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise errors.BadRequest(
+                    f"the request body is nested deeper than {MAX_DEPTH} levels",
+                    [errors.Detail("body", f"nested deeper than {MAX_DEPTH} levels", "bad_request")],
+                )
+        elif char in "]}":
+            depth -= 1
+
+
+def require_object(value: Any, what: str = "body") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise errors.BadRequest(
+            f"the {what} must be a JSON object", [errors.Detail(what, "must be an object", "bad_request")]
+        )
+    return value

@@ -1,0 +1,54 @@
+"""Helpers shared by the route modules."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import Request
+
+from zonecat import errors
+from zonecat.domain.paging import PageRequest
+from zonecat.engine.access import Principal
+from zonecat.engine.installs import RequestInfo, body_sha
+from zonecat.store import zones as zone_store
+
+Row = dict[str, Any]
+
+
+def zone_row(conn: sa.Connection, principal: Principal, zone_id: str) -> Row:
+    """The zone, if this token may see it; 404 otherwise (never revealing that it exists)."""
+    principal.require_zone(zone_id)
+    row = zone_store.get_zone(conn, principal.organization_id, zone_id)
+    if row is None:
+        raise errors.NotFound(f"zone {zone_id} not found")
+    return row
+
+
+def page_request(request: Request) -> PageRequest:
+    params = request.query_params
+    expand = params.getlist("expand[]") + params.getlist("expand")
+    for value in expand:
+        if value != "total_count":
+            raise errors.BadRequest(
+                f"unknown expand value {value!r}",
+                [errors.Detail("expand[]", "only total_count is supported", "bad_request")],
+            )
+    return PageRequest.parse(params.get("limit"), params.get("after"), params.get("before"), bool(expand))
+
+
+def request_info(request: Request, parsed_body: object, request_id: str) -> RequestInfo:
+    """The idempotency facts of a write: key, method, path and the canonical body's hash."""
+    key = request.headers.get("idempotency-key") or request.headers.get("x-client-request-id")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise errors.BadRequest(
+            "idempotency keys are 1 to 255 characters", [errors.Detail("Idempotency-Key", "bad length", "bad_request")]
+        )
+    return RequestInfo(
+        request_id=request_id,
+        path=request.url.path,
+        method=request.method,
+        idempotency_key=key,
+        body_sha=body_sha(json.dumps(parsed_body, sort_keys=True, separators=(",", ":")).encode()),
+    )

@@ -1,0 +1,227 @@
+"""Installs and catalog tasks: the Keycard-compatible endpoints plus task lists, events and install graphs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from zonecat import errors
+from zonecat.api import docs, models, views
+from zonecat.api.auth import Auth, Ctx
+from zonecat.api.bodies import json_body, require_object
+from zonecat.api.errors import request_id_of
+from zonecat.api.routes.common import page_request, request_info, zone_row
+from zonecat.domain.manifest import Manifest
+from zonecat.engine import installs as install_service
+from zonecat.engine.views import entity_href
+from zonecat.store import entities as entity_store
+from zonecat.store import installs as install_store
+from zonecat.store import packages as package_store
+from zonecat.store import tasks as task_store
+
+router = APIRouter(tags=["installs"])
+
+
+def _accepted(request: Request, zone_id: str, task: dict[str, Any], body: dict[str, Any]) -> JSONResponse:
+    location = str(request.base_url).rstrip("/") + f"/zones/{zone_id}/catalog_tasks/{task['id']}"
+    return JSONResponse(body, status_code=202, headers={"Location": location})
+
+
+@router.post(
+    "/zones/{zone_id}/installs",
+    status_code=202,
+    responses=docs.responses(202, models.Task, 403, 409, description="Accepted: the create task"),
+    openapi_extra=docs.body(models.InstallCreate),
+)
+async def create_install(zone_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
+    """Install a package version into the zone. Returns the pending create task."""
+    principal.require_write()
+    body = require_object(await json_body(request, ctx.settings.max_body_bytes))
+    info = request_info(request, body, request_id_of(request))
+
+    def work() -> dict[str, Any]:
+        with ctx.db.read() as conn:
+            zone_row(conn, principal, zone_id)
+        task, created = install_service.request_install(
+            ctx.db, principal, zone_id, body, info, ctx.settings.max_inputs_bytes
+        )
+        if created:
+            ctx.wake_worker()
+        with ctx.db.read() as conn:
+            fresh = task_store.task_by_id(conn, task["id"]) or task
+            return views.task_view(conn, fresh)
+
+    view = await run_in_threadpool(work)
+    return _accepted(request, zone_id, view, view)
+
+
+@router.get(
+    "/zones/{zone_id}/installs",
+    responses=docs.responses(200, models.InstallList),
+)
+def list_installs(zone_id: str, request: Request, principal: Auth, ctx: Ctx, status: str | None = None) -> JSONResponse:
+    """List the zone's installs, newest first (deleted ones included)."""
+    page_req = page_request(request)
+    with ctx.db.read() as conn:
+        zone_row(conn, principal, zone_id)
+        page = install_store.list_installs(conn, zone_id, page_req, status)
+        return JSONResponse(views.page_body(page, [views.install_view(conn, row) for row in page.items]))
+
+
+@router.get("/zones/{zone_id}/installs/{install_id}", responses=docs.responses(200, models.Install))
+def get_install(zone_id: str, install_id: str, principal: Auth, ctx: Ctx) -> JSONResponse:
+    """One install, with its outputs and a link to every entity it uses."""
+    with ctx.db.read() as conn:
+        zone_row(conn, principal, zone_id)
+        row = install_store.get_install(conn, zone_id, install_id)
+        if row is None:
+            raise errors.NotFound(f"install {install_id} not found")
+        return JSONResponse(views.install_view(conn, row))
+
+
+@router.delete(
+    "/zones/{zone_id}/installs/{install_id}",
+    status_code=202,
+    responses=docs.responses(202, models.Task, 403, 409, description="Accepted: the delete task with its warnings"),
+)
+async def delete_install(zone_id: str, install_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
+    """Uninstall: returns the delete task, whose warnings name every entity that will be preserved."""
+    principal.require_write()
+    # The SDK sends Content-Type: application/json with no body; any body is ignored.
+    info = request_info(request, None, request_id_of(request))
+
+    def work() -> dict[str, Any]:
+        with ctx.db.read() as conn:
+            zone_row(conn, principal, zone_id)
+        task = install_service.request_delete(ctx.db, principal, zone_id, install_id, info)
+        ctx.wake_worker()
+        with ctx.db.read() as conn:
+            fresh = task_store.task_by_id(conn, task["id"]) or task
+            return views.task_view(conn, fresh)
+
+    view = await run_in_threadpool(work)
+    return _accepted(request, zone_id, view, view)
+
+
+@router.get(
+    "/zones/{zone_id}/catalog_tasks/{task_id}",
+    responses={
+        **docs.responses(200, models.Task),
+        303: {"description": "The task completed: see its install (absolute Location)"},
+    },
+)
+def get_task(zone_id: str, task_id: str, request: Request, principal: Auth, ctx: Ctx) -> Response:
+    """A task while pending, running or failed; once completed, 303 to its install (``?redirect=false``: 200)."""
+    redirect = request.query_params.get("redirect", "true").lower() not in ("false", "0", "no")
+    with ctx.db.read() as conn:
+        zone_row(conn, principal, zone_id)
+        row = task_store.get_task(conn, zone_id, task_id)
+        if row is None:
+            raise errors.NotFound(f"task {task_id} not found")
+        if redirect and row["status"] == "completed":
+            location = str(request.base_url).rstrip("/") + f"/zones/{zone_id}/installs/{row['install_id']}"
+            return RedirectResponse(location, status_code=303)
+        return JSONResponse(views.task_view(conn, row))
+
+
+@router.get("/zones/{zone_id}/catalog_tasks", responses=docs.responses(200, models.TaskList))
+def list_tasks(
+    zone_id: str,
+    request: Request,
+    principal: Auth,
+    ctx: Ctx,
+    install_id: str | None = None,
+    status: str | None = None,
+    operation: str | None = None,
+) -> JSONResponse:
+    """The zone's tasks, newest first, filtered by install, status or operation."""
+    if status is not None and status not in ("pending", "running", "completed", "failed"):
+        raise errors.BadRequest(
+            f"unknown status {status!r}", [errors.Detail("status", "unknown status", "bad_request")]
+        )
+    if operation is not None and operation not in ("create", "delete"):
+        raise errors.BadRequest(
+            f"unknown operation {operation!r}", [errors.Detail("operation", "create or delete", "bad_request")]
+        )
+    page_req = page_request(request)
+    with ctx.db.read() as conn:
+        zone_row(conn, principal, zone_id)
+        page = task_store.list_tasks(conn, zone_id, page_req, install_id, status, operation)
+        return JSONResponse(views.page_body(page, [views.task_view(conn, row) for row in page.items]))
+
+
+@router.get("/zones/{zone_id}/catalog_tasks/{task_id}/events", responses=docs.responses(200, models.TaskEventList))
+def list_task_events(
+    zone_id: str, task_id: str, request: Request, principal: Auth, ctx: Ctx, after_seq: str | None = None
+) -> JSONResponse:
+    """The task's events in order: status changes, and the start and outcome of each entity step."""
+    params = request.query_params
+    start = after_seq or "0"
+    if params.get("after"):
+        start = params["after"]
+    if not start.isdigit() or len(start) > 9:
+        raise errors.BadRequest(
+            "after_seq must be a non-negative integer", [errors.Detail("after_seq", "not an integer", "bad_request")]
+        )
+    raw_limit = params.get("limit", "1000")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise errors.BadRequest(
+            "limit must be between 1 and 1000", [errors.Detail("limit", "out of range", "bad_request")]
+        )
+    limit = int(raw_limit)
+    with ctx.db.read() as conn:
+        zone_row(conn, principal, zone_id)
+        if task_store.get_task(conn, zone_id, task_id) is None:
+            raise errors.NotFound(f"task {task_id} not found")
+        rows = task_store.list_events(conn, task_id, int(start), limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    pagination = {
+        "after_cursor": str(rows[-1]["seq"]) if rows and more else None,
+        "before_cursor": None,
+    }
+    return JSONResponse({"items": [views.event_view(row) for row in rows], "pagination": pagination})
+
+
+@router.get("/zones/{zone_id}/installs/{install_id}/graph", responses=docs.responses(200, models.InstallGraph))
+def install_graph(zone_id: str, install_id: str, principal: Auth, ctx: Ctx) -> JSONResponse:
+    """The install's entity graph: one node per local name (with the entity it resolved to), edges to what each
+    depends on."""
+    with ctx.db.read() as conn:
+        zone_row(conn, principal, zone_id)
+        install = install_store.get_install(conn, zone_id, install_id)
+        if install is None:
+            raise errors.NotFound(f"install {install_id} not found")
+        version = package_store.find_version(conn, install["package_id"], install["version_id"])
+        uses = {use["local_name"]: use for use in entity_store.uses_of_install(conn, install_id)}
+        found = entity_store.entities_by_ids(conn, [use["entity_id"] for use in uses.values()])
+    if version is None:
+        raise errors.NotFound(f"the package version of install {install_id} no longer exists")
+    manifest = Manifest.from_raw(version["manifest"])
+    nodes = []
+    for name in manifest.order():
+        use = uses.get(name)
+        entity = found.get(use["entity_id"]) if use else None
+        nodes.append(
+            {
+                "local_name": name,
+                "type": manifest.entities[name].type,
+                "identifier": entity["identifier"] if entity else None,
+                "entity_id": entity["id"] if entity else None,
+                "href": entity_href(entity) if entity else None,
+                "action": use["role"] if use else None,
+            }
+        )
+    edges = []
+    for name, depends_on in sorted(manifest.dependencies().items()):
+        link_rels = {
+            str(link.get("href", ""))[1:]: str(link.get("rel", "depends-on"))
+            for link in manifest.entities[name].links
+            if isinstance(link, dict)
+        }
+        for target in sorted(depends_on):
+            edges.append({"from": name, "to": target, "rel": link_rels.get(target, "depends-on")})
+    return JSONResponse({"install_id": install_id, "status": install["status"], "nodes": nodes, "edges": edges})

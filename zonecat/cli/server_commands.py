@@ -1,0 +1,134 @@
+"""Commands that run zonecat itself: ``serve``, ``worker`` and ``migrate`` (the rest of the CLI is an HTTP client)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+import click
+
+from zonecat import logs
+from zonecat.settings import Settings
+
+log = logging.getLogger("zonecat.server")
+
+
+def _settings(**overrides: Any) -> Settings:
+    settings = Settings.from_env()
+    changes = {key: value for key, value in overrides.items() if value is not None}
+    return settings.with_changes(**changes) if changes else settings
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to listen on (ZONECAT_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (ZONECAT_PORT, default 8080).")
+@click.option("--no-worker", is_flag=True, help="Serve the API only; separate `zonecat worker` processes run tasks.")
+@click.option("--workers", "worker_threads", type=int, default=1, show_default=True, help="Worker threads in-process.")
+def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: int) -> None:
+    """Serve the HTTP API with an in-process worker (SQLite in ZONECAT_DATA_DIR by default)."""
+    import uvicorn
+
+    from zonecat.api.app import create_app
+    from zonecat.api.context import AppContext, RateLimiter
+    from zonecat.engine.bootstrap import boot
+    from zonecat.store.database import SchemaBehind
+    from zonecat.worker.worker import Worker
+
+    settings = _settings(host=host, port=port)
+    logs.configure(settings.log_level)
+    try:
+        db, secret = boot(settings)
+    except SchemaBehind as exc:
+        raise click.ClickException(exc.message) from exc
+    if secret is not None:
+        click.echo(
+            "\nzonecat created an organization-admin token. It is shown only this once:\n\n"
+            f"    export ZONECAT_TOKEN={secret}\n",
+            err=True,
+        )
+    workers = [] if no_worker else [Worker(db, settings) for _ in range(max(1, worker_threads))]
+    threads = [threading.Thread(target=w.run, name=f"worker-{i}", daemon=True) for i, w in enumerate(workers)]
+
+    def wake() -> None:
+        for worker in workers:
+            worker.wake()
+
+    ctx = AppContext(
+        db=db,
+        settings=settings,
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        wake_worker=wake,
+    )
+    app = create_app(ctx)
+    for thread in threads:
+        thread.start()
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False, timeout_graceful_shutdown=10
+    )
+    server = uvicorn.Server(config)
+    log.info(
+        "serving", extra={"host": settings.host, "port": settings.port, "database": db.engine.url.render_as_string()}
+    )
+    try:
+        server.run()
+    finally:
+        # uvicorn handled SIGTERM/SIGINT: stop taking tasks, let each worker finish its current step.
+        ctx.shutting_down.set()
+        for worker in workers:
+            worker.stop()
+        for thread in threads:
+            thread.join(timeout=30)
+        db.dispose()
+        log.info("stopped")
+
+
+@click.command()
+@click.option("--concurrency", type=int, default=1, show_default=True, help="Tasks run at once by this process.")
+def worker(concurrency: int) -> None:
+    """Run catalog tasks (no API) until SIGTERM."""
+    from zonecat.engine.bootstrap import open_database
+    from zonecat.store.database import SchemaBehind
+    from zonecat.worker.worker import Worker
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    try:
+        db = open_database(settings)
+    except SchemaBehind as exc:
+        raise click.ClickException(exc.message) from exc
+    workers = [Worker(db, settings) for _ in range(max(1, concurrency))]
+    threads = [threading.Thread(target=w.run, name=f"worker-{i}") for i, w in enumerate(workers)]
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("stopping", extra={"signal": signum})
+        for item in workers:
+            item.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+    db.dispose()
+
+
+@click.command()
+def migrate() -> None:
+    """Apply the database migrations (required on PostgreSQL; automatic on SQLite)."""
+    from zonecat.store.database import Database
+
+    settings = Settings.from_env()
+    db = Database(settings.effective_database_url)
+    before, head = db.schema_revision()
+    db.migrate()
+    click.echo(f"database schema: {before or 'empty'} -> {head}")
+    db.dispose()
+    sys.exit(0)
+
+
+SERVER_COMMANDS: list[click.Command] = [serve, worker, migrate]

@@ -1,0 +1,49 @@
+"""Who is asking: the principal behind a bearer token, and what it may see and change."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from zonecat import errors
+
+TOKEN_PREFIX = "zc_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    organization_id: str
+    zones: tuple[str, ...] | None  # None: every zone of the organization
+    read_only: bool
+    admin: bool
+
+    def sees_zone(self, zone_id: str) -> bool:
+        return self.zones is None or zone_id in self.zones
+
+    def require_zone(self, zone_id: str) -> None:
+        """A zone this token may not see does not exist for it (404, never 403: its existence stays hidden)."""
+        if not self.sees_zone(zone_id):
+            raise errors.NotFound(f"zone {zone_id} not found")
+
+    def require_write(self) -> None:
+        if self.read_only:
+            raise errors.Forbidden("this token is read-only")
+
+    def require_admin(self) -> None:
+        if not self.admin:
+            raise errors.Forbidden("only an organization-admin token may manage tokens")
+
+    def require_organization_wide(self) -> None:
+        if self.zones is not None:
+            raise errors.Forbidden("only a token valid for every zone may create zones")
+
+
+def hash_token(token: str) -> str:
+    """Tokens are stored only as their SHA-256 (they are long random strings, so no salt or stretching)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def generate_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)

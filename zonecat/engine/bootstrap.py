@@ -1,0 +1,75 @@
+"""Start-up: schema, the organization-admin token, the global catalog."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from zonecat.clock import now_ms
+from zonecat.engine.access import generate_token, hash_token
+from zonecat.engine.packages import load_global_catalog
+from zonecat.ids import new_id
+from zonecat.settings import Settings
+from zonecat.store import zones as zone_store
+from zonecat.store.database import Database
+from zonecat.store.schema import tokens
+
+log = logging.getLogger("zonecat.bootstrap")
+
+ORGANIZATION_ID = "default"
+
+
+def open_database(settings: Settings) -> Database:
+    """Open the database; on the SQLite default create and migrate it, elsewhere insist it is migrated."""
+    db = Database(settings.effective_database_url)
+    if db.is_sqlite:
+        db.migrate()
+    else:
+        db.ensure_current()
+    return db
+
+
+def ensure_admin_token(db: Database, bootstrap_token: str | None) -> str | None:
+    """Make sure an organization-admin token exists. Returns a newly generated secret to print once, else None."""
+    with db.write() as conn:
+        if bootstrap_token:
+            if zone_store.token_by_hash(conn, hash_token(bootstrap_token)) is None:
+                _insert_admin(conn, bootstrap_token, "bootstrap (ZONECAT_BOOTSTRAP_TOKEN)")
+            return None
+        has_admin = conn.execute(
+            tokens.select().where(tokens.c.admin.is_(True), tokens.c.revoked_at_ms.is_(None)).limit(1)
+        ).first()
+        if has_admin is not None:
+            return None
+        secret = generate_token()
+        _insert_admin(conn, secret, "bootstrap (generated at first start)")
+        return secret
+
+
+def _insert_admin(conn: sa.Connection, secret: str, name: str) -> None:
+    now = now_ms()
+    zone_store.insert_token(
+        conn,
+        {
+            "id": new_id("tok", now),
+            "organization_id": ORGANIZATION_ID,
+            "name": name,
+            "token_hash": hash_token(secret),
+            "zones": None,
+            "read_only": False,
+            "admin": True,
+            "created_at_ms": now,
+            "revoked_at_ms": None,
+        },
+    )
+
+
+def boot(settings: Settings) -> tuple[Database, str | None]:
+    """Everything a serving process needs before it answers: returns the database and a new admin secret."""
+    db = open_database(settings)
+    secret = ensure_admin_token(db, settings.bootstrap_token)
+    problems = load_global_catalog(db, ORGANIZATION_ID, settings.catalog_dir)
+    for problem in problems:
+        log.error("catalog problem", extra={"problem": problem})
+    return db, secret

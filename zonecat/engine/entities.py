@@ -1,0 +1,130 @@
+"""The typed entity collections: entities created here are unmanaged, and installs adopt them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from zonecat import errors
+from zonecat.clock import now_ms
+from zonecat.domain import schemas
+from zonecat.domain.entity_types import EntityType
+from zonecat.domain.manifest import slugify
+from zonecat.engine.access import Principal
+from zonecat.ids import new_id
+from zonecat.store import entities as entity_store
+from zonecat.store.database import Database
+
+Row = dict[str, Any]
+
+
+def _validated(entity_type: EntityType, attributes: object) -> Row:
+    if not isinstance(attributes, dict):
+        raise errors.ValidationFailed("the body must be a JSON object", [errors.Detail("body", "must be an object")])
+    validated, problems = schemas.validate_instance(entity_type.schema, attributes, "")
+    if problems:
+        raise errors.ValidationFailed(
+            f"the {entity_type.name} is not valid", [errors.Detail(p.field.lstrip("."), p.message) for p in problems]
+        )
+    assert isinstance(validated, dict)
+    return validated
+
+
+def _split(entity_type: EntityType, attributes: Row) -> tuple[Row, Row]:
+    public = {k: v for k, v in attributes.items() if k not in entity_type.write_only}
+    secret = {k: v for k, v in attributes.items() if k in entity_type.write_only}
+    return public, secret
+
+
+def _duplicate(entity_type: EntityType, identifier: str, existing_id: str) -> errors.Conflict:
+    return errors.Conflict(
+        f"a {entity_type.name} with identifier '{identifier}' already exists in this zone ({existing_id})",
+        [errors.Detail("identifier", f"already used by {existing_id}", "conflict")],
+    )
+
+
+def create_entity(db: Database, principal: Principal, zone_id: str, entity_type: EntityType, body: object) -> Row:
+    attributes = _validated(entity_type, body)
+    public, secret = _split(entity_type, attributes)
+    identifier = str(attributes["identifier"])
+    now = now_ms()
+    row: Row = {
+        "id": new_id("ent", now),
+        "organization_id": principal.organization_id,
+        "zone_id": zone_id,
+        "type": entity_type.name,
+        "identifier": identifier,
+        "slug": slugify(str(attributes.get("name") or identifier))[:63],
+        "attributes": public,
+        "secret_attributes": secret,
+        "managed": False,
+        "created_by_install_id": None,
+        "created_by_task_id": None,
+        "created_at_ms": now,
+        "updated_at_ms": now,
+    }
+    with db.write() as conn:
+        existing = entity_store.by_natural_key(conn, zone_id, entity_type.name, identifier)
+        if existing is not None:
+            raise _duplicate(entity_type, identifier, existing["id"])
+        try:
+            with conn.begin_nested():
+                entity_store.insert_entity(conn, row)
+        except sa.exc.IntegrityError as exc:
+            raise _duplicate(entity_type, identifier, "a concurrent request") from exc
+    return row
+
+
+def get_typed(conn: sa.Connection, zone_id: str, entity_type: EntityType, entity_id: str, lock: bool = False) -> Row:
+    row = entity_store.get_entity(conn, zone_id, entity_id, lock=lock)
+    if row is None or row["type"] != entity_type.name:
+        raise errors.NotFound(f"{entity_type.name} {entity_id} not found")
+    return row
+
+
+def _in_use(conn: sa.Connection, row: Row, verb: str) -> None:
+    users = sorted({use["install_id"] for use in entity_store.uses_of_entity(conn, row["id"])})
+    if users:
+        raise errors.Conflict(
+            f"{row['type']} {row['id']} is used by install {', '.join(users)} and cannot be {verb}; uninstall first",
+            [errors.Detail("id", f"used by {', '.join(users)}", "conflict")],
+        )
+
+
+def update_entity(
+    db: Database, principal: Principal, zone_id: str, entity_type: EntityType, entity_id: str, body: object
+) -> Row:
+    if not isinstance(body, dict):
+        raise errors.ValidationFailed("the body must be a JSON object", [errors.Detail("body", "must be an object")])
+    now = now_ms()
+    with db.write() as conn:
+        row = get_typed(conn, zone_id, entity_type, entity_id, lock=True)
+        if row["managed"]:
+            _in_use(conn, row, "changed")
+        merged = {**row["attributes"], **row["secret_attributes"], **body}
+        merged = {k: v for k, v in merged.items() if v is not None}
+        attributes = _validated(entity_type, merged)
+        identifier = str(attributes["identifier"])
+        if identifier != row["identifier"]:
+            existing = entity_store.by_natural_key(conn, zone_id, entity_type.name, identifier)
+            if existing is not None:
+                raise _duplicate(entity_type, identifier, existing["id"])
+        public, secret = _split(entity_type, attributes)
+        changes = {
+            "identifier": identifier,
+            "attributes": public,
+            "secret_attributes": secret,
+            "slug": slugify(str(attributes.get("name") or identifier))[:63],
+            "updated_at_ms": now,
+        }
+        entity_store.update_entity(conn, row["id"], changes)
+        row.update(changes)
+    return row
+
+
+def delete_entity(db: Database, principal: Principal, zone_id: str, entity_type: EntityType, entity_id: str) -> None:
+    with db.write() as conn:
+        row = get_typed(conn, zone_id, entity_type, entity_id, lock=True)
+        _in_use(conn, row, "deleted")
+        entity_store.delete_entity(conn, row["id"])

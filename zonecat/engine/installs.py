@@ -1,0 +1,273 @@
+"""Install and uninstall requests: validate, write the install and its task in one transaction, plan deletes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from zonecat import errors
+from zonecat.clock import now_ms, rfc3339
+from zonecat.domain import schemas
+from zonecat.domain.kinds import KINDS
+from zonecat.engine.access import Principal
+from zonecat.ids import new_id
+from zonecat.store import entities as entity_store
+from zonecat.store import installs as install_store
+from zonecat.store import packages as package_store
+from zonecat.store import tasks as task_store
+from zonecat.store.database import Database
+
+Row = dict[str, Any]
+IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What a request's task or warnings must remember of it."""
+
+    request_id: str
+    path: str
+    method: str
+    idempotency_key: str | None
+    body_sha: str
+
+
+def body_sha(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _replay(conn: sa.Connection, principal: Principal, info: RequestInfo) -> Row | None:
+    """The task of an earlier request with the same idempotency key, or a 409 if its body differed."""
+    if info.idempotency_key is None:
+        return None
+    earlier = install_store.find_idempotency(
+        conn, principal.organization_id, info.idempotency_key, info.method, info.path, now_ms() - IDEMPOTENCY_WINDOW_MS
+    )
+    if earlier is None:
+        return None
+    if earlier["body_sha"] != info.body_sha:
+        raise errors.Conflict(
+            "this idempotency key was already used with a different request body",
+            [errors.Detail("Idempotency-Key", "reused with a different body", "conflict")],
+        )
+    return task_store.task_by_id(conn, earlier["task_id"])
+
+
+def _remember(conn: sa.Connection, principal: Principal, info: RequestInfo, task_id: str, now: int) -> None:
+    if info.idempotency_key is None:
+        return
+    install_store.remember_idempotency(
+        conn,
+        {
+            "organization_id": principal.organization_id,
+            "key": info.idempotency_key,
+            "method": info.method,
+            "path": info.path,
+            "body_sha": info.body_sha,
+            "task_id": task_id,
+            "created_at_ms": now,
+        },
+    )
+
+
+def effective_input_schema(manifest: Row) -> Row:
+    kind = KINDS.get(str(manifest.get("kind")))
+    package_schema = (manifest.get("inputs") or {}).get("schema") or {}
+    return schemas.merge_schemas(kind.schema if kind else {}, package_schema)
+
+
+def request_install(
+    db: Database, principal: Principal, zone_id: str, body: Row, info: RequestInfo, max_inputs_bytes: int
+) -> tuple[Row, bool]:
+    """Create the install and its pending create task. Returns (task, created) — not created on a replay."""
+    package_ref = body.get("package_id")
+    if not isinstance(package_ref, str) or not package_ref:
+        raise errors.ValidationFailed(
+            "package_id is required", [errors.Detail("package_id", "is required and must be a non-empty string")]
+        )
+    inputs = body.get("inputs", {})
+    if inputs is None:
+        inputs = {}
+    if not isinstance(inputs, dict):
+        raise errors.ValidationFailed("inputs must be an object", [errors.Detail("inputs", "must be an object")])
+    if len(json.dumps(inputs)) > max_inputs_bytes:
+        raise errors.BadRequest(
+            f"inputs are larger than {max_inputs_bytes} bytes",
+            [errors.Detail("inputs", f"larger than {max_inputs_bytes} bytes", "bad_request")],
+        )
+    version_number = body.get("version")
+    if version_number is not None and (isinstance(version_number, bool) or not isinstance(version_number, int)):
+        raise errors.ValidationFailed("version must be an integer", [errors.Detail("version", "must be an integer")])
+    now = now_ms()
+    with db.write() as conn:
+        replayed = _replay(conn, principal, info)
+        if replayed is not None:
+            return replayed, False
+        package = package_store.find_package(conn, principal.organization_id, zone_id, package_ref)
+        if package is None:
+            raise errors.NotFound(f"package {package_ref} not found")
+        if version_number is None:
+            version = package_store.current_version(conn, package["id"])
+            if version is None:
+                raise errors.Conflict(
+                    f"package {package['slug']} has no released version to install",
+                    [errors.Detail("package_id", "no released, unarchived version", "conflict")],
+                )
+        else:
+            version = package_store.find_version(conn, package["id"], version_number)
+            if version is None:
+                raise errors.NotFound(f"package {package['slug']} has no version {version_number}")
+            if version["archived_at_ms"] is not None:
+                raise errors.Conflict(
+                    f"version {version_number} of package {package['slug']} is archived",
+                    [errors.Detail("version", "archived versions cannot be installed", "conflict")],
+                )
+        schema = effective_input_schema(version["manifest"])
+        validated, problems = schemas.validate_instance(schema, inputs, "inputs")
+        if problems:
+            raise errors.ValidationFailed(
+                "inputs do not match the package's input schema",
+                [errors.Detail(p.field, p.message) for p in problems],
+            )
+        assert isinstance(validated, dict)
+        write_only = schemas.write_only_properties(schema)
+        install_id = new_id("ins", now)
+        install_store.insert_install(
+            conn,
+            {
+                "id": install_id,
+                "organization_id": principal.organization_id,
+                "zone_id": zone_id,
+                "package_id": package["id"],
+                "package_slug": package["slug"],
+                "package_version": version["version"],
+                "version_id": version["id"],
+                "status": "pending",
+                "inputs": {k: v for k, v in validated.items() if k not in write_only},
+                "secret_inputs": {k: v for k, v in validated.items() if k in write_only},
+                "outputs": None,
+                "created_at_ms": now,
+                "updated_at_ms": now,
+            },
+        )
+        task = _insert_task(
+            conn, principal, zone_id, install_id, package["id"], package["slug"], version["version"], "create", [], now
+        )
+        _remember(conn, principal, info, task["id"], now)
+    return task, True
+
+
+def _insert_task(
+    conn: sa.Connection,
+    principal: Principal,
+    zone_id: str,
+    install_id: str,
+    package_id: str,
+    package_slug: str,
+    version: int,
+    operation: str,
+    warnings: list[Row],
+    now: int,
+) -> Row:
+    task: Row = {
+        "id": new_id("tsk", now),
+        "organization_id": principal.organization_id,
+        "zone_id": zone_id,
+        "install_id": install_id,
+        "operation": operation,
+        "status": "pending",
+        "phase": "apply",
+        "error_message": None,
+        "warnings": warnings,
+        "package_id": package_id,
+        "package_slug": package_slug,
+        "package_version": version,
+        "run_after_ms": now,
+        "locked_by": None,
+        "locked_until_ms": None,
+        "attempts": 0,
+        "event_seq": 0,
+        "created_at_ms": now,
+        "updated_at_ms": now,
+    }
+    task_store.insert_task(conn, task)
+    task_store.append_event(conn, task["id"], now, "status", status="pending", message=f"{operation} requested")
+    task["event_seq"] = 1
+    return task
+
+
+def plan_warnings(conn: sa.Connection, install: Row, info: RequestInfo, now: int) -> list[Row]:
+    """One warning per entity the delete will preserve (design §6), computed when the DELETE arrives."""
+    warnings: list[Row] = []
+    uses = entity_store.uses_of_install(conn, install["id"])
+    found = entity_store.entities_by_ids(conn, [use["entity_id"] for use in uses])
+    for use in uses:
+        entity = found[use["entity_id"]]
+        label = f"{entity['type']} '{entity['identifier']}' ({entity['id']})"
+        if not entity["managed"]:
+            message = f"{label} was not created by the catalog and will be preserved"
+        else:
+            others = entity_store.other_users(conn, entity["id"], install["id"])
+            if not others:
+                continue
+            message = f"{label} is still used by install {others[0]} and will be preserved"
+        warnings.append(
+            {
+                "code": "conflict",
+                "status": 409,
+                "message": message,
+                "path": info.path,
+                "request_id": info.request_id,
+                "timestamp": rfc3339(now),
+                "details": [{"code": "conflict", "field": f"entities.{use['local_name']}", "message": message}],
+            }
+        )
+    return warnings
+
+
+def request_delete(db: Database, principal: Principal, zone_id: str, install_id: str, info: RequestInfo) -> Row:
+    """Start (or return the existing) delete task of an install."""
+    now = now_ms()
+    with db.write() as conn:
+        replayed = _replay(conn, principal, info)
+        if replayed is not None:
+            return replayed
+        install = install_store.get_install(conn, zone_id, install_id)
+        if install is None:
+            raise errors.NotFound(f"install {install_id} not found")
+        unfinished = task_store.unfinished_task_of(conn, install_id)
+        if unfinished is not None:
+            if unfinished["operation"] == "delete":
+                return unfinished
+            raise errors.Conflict(
+                f"install {install_id} is still being created (task {unfinished['id']}); delete it once that "
+                "task has finished",
+                [errors.Detail("install_id", f"install is {install['status']}", "conflict")],
+            )
+        if install["status"] == "deleted":
+            last = task_store.last_task_of(conn, install_id, "delete")
+            if last is not None:
+                return last
+        if install["status"] not in ("active", "failed"):
+            raise errors.Conflict(f"install {install_id} is {install['status']} and cannot be deleted")
+        warnings = plan_warnings(conn, install, info, now)
+        if not install_store.move_install(conn, install_id, ("active", "failed"), "deleting", now):
+            raise errors.Conflict(f"install {install_id} changed state; retry")
+        task = _insert_task(
+            conn,
+            principal,
+            zone_id,
+            install_id,
+            install["package_id"],
+            install["package_slug"],
+            install["package_version"],
+            "delete",
+            warnings,
+            now,
+        )
+        _remember(conn, principal, info, task["id"], now)
+    return task

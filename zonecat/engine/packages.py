@@ -1,0 +1,234 @@
+"""Package authoring (drafts, releases, archive, delete) and loading the global catalog at start-up."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from zonecat import errors
+from zonecat.clock import now_ms
+from zonecat.domain import manifest as manifests
+from zonecat.domain.problems import Problem
+from zonecat.engine.access import Principal
+from zonecat.ids import new_id
+from zonecat.store import packages as package_store
+from zonecat.store.database import Database
+
+Row = dict[str, Any]
+log = logging.getLogger("zonecat.catalog")
+
+
+def _invalid(message: str, problems: list[Problem]) -> errors.ValidationFailed:
+    return errors.ValidationFailed(message, [errors.Detail(p.field, p.message) for p in problems])
+
+
+def _check_draft(raw: object) -> dict[str, Any]:
+    problems = manifests.draft_problems(raw)
+    if problems:
+        raise _invalid("the manifest is not a valid draft", problems)
+    assert isinstance(raw, dict)
+    return raw
+
+
+def _draft_columns(raw: dict[str, Any], now: int) -> Row:
+    return {
+        "name": raw["name"],
+        "kind": raw["kind"],
+        "draft_manifest": raw,
+        "draft_sha": manifests.manifest_sha(raw),
+        "draft_updated_at_ms": now,
+        "updated_at_ms": now,
+    }
+
+
+def find_visible(conn: sa.Connection, principal: Principal, zone_id: str, ref: str) -> Row:
+    package = package_store.find_package(conn, principal.organization_id, zone_id, ref)
+    if package is None:
+        raise errors.NotFound(f"package {ref} not found")
+    return package
+
+
+def _editable(conn: sa.Connection, principal: Principal, zone_id: str, ref: str) -> Row:
+    package = find_visible(conn, principal, zone_id, ref)
+    if package["scope"] == "global":
+        raise errors.Forbidden(f"package {package['slug']} belongs to the global catalog and cannot be changed here")
+    return package
+
+
+def create_package(db: Database, principal: Principal, zone_id: str, raw: object) -> Row:
+    manifest = _check_draft(raw)
+    slug = manifests.slugify(manifest["name"])
+    now = now_ms()
+    with db.write() as conn:
+        if package_store.slug_taken(conn, principal.organization_id, zone_id, slug):
+            raise errors.Conflict(
+                f"a package with slug '{slug}' already exists in this zone or the global catalog",
+                [errors.Detail("manifest.name", f"slug '{slug}' is taken", "conflict")],
+            )
+        row: Row = {
+            "id": new_id("pkg", now),
+            "organization_id": principal.organization_id,
+            "zone_key": zone_id,
+            "scope": "zone",
+            "slug": slug,
+            "draft_id": new_id("drf", now),
+            "created_at_ms": now,
+            **_draft_columns(manifest, now),
+        }
+        try:
+            with conn.begin_nested():
+                package_store.insert_package(conn, row)
+        except sa.exc.IntegrityError as exc:
+            raise errors.Conflict(f"a package with slug '{slug}' already exists") from exc
+    return row
+
+
+def replace_draft(db: Database, principal: Principal, zone_id: str, ref: str, raw: object, if_match: str | None) -> Row:
+    manifest = _check_draft(raw)
+    now = now_ms()
+    with db.write() as conn:
+        package = _editable(conn, principal, zone_id, ref)
+        expected = if_match.strip('"') if if_match else None
+        if expected is not None and expected != package["draft_sha"]:
+            raise errors.Conflict(
+                "the draft changed since you read it (If-Match does not match its manifest_sha)",
+                [errors.Detail("If-Match", f"current manifest_sha is {package['draft_sha']}", "conflict")],
+            )
+        changes = _draft_columns(manifest, now)
+        if not package_store.update_package(conn, package["id"], changes, expected_sha=package["draft_sha"]):
+            raise errors.Conflict("the draft changed concurrently; read it again")
+        package.update(changes)
+    return package
+
+
+def release(db: Database, principal: Principal, zone_id: str, ref: str, expected_sha: str | None) -> Row:
+    """Release the draft as the next version after the full release checks."""
+    now = now_ms()
+    with db.write() as conn:
+        package = _editable(conn, principal, zone_id, ref)
+        return _release_draft(conn, package, expected_sha, "customer", now)
+
+
+def _release_draft(conn: sa.Connection, package: Row, expected_sha: str | None, owner_type: str, now: int) -> Row:
+    if expected_sha is not None and expected_sha != package["draft_sha"]:
+        raise errors.Conflict(
+            "the draft is not the one you meant to release (manifest_sha differs)",
+            [errors.Detail("manifest_sha", f"current draft manifest_sha is {package['draft_sha']}", "conflict")],
+        )
+    problems = manifests.release_problems(package["draft_manifest"])
+    if problems:
+        raise _invalid(f"the draft of {package['slug']} fails {len(problems)} release check(s)", problems)
+    latest = package_store.latest_version(conn, package["id"])
+    if latest is not None and latest["manifest_sha"] == package["draft_sha"]:
+        raise errors.Conflict(
+            f"the draft is identical to version {latest['version']}; change it before releasing",
+            [errors.Detail("manifest_sha", f"same as version {latest['version']}", "conflict")],
+        )
+    version: Row = {
+        "id": new_id("ver", now),
+        "package_id": package["id"],
+        "version": package_store.next_version_number(conn, package["id"]),
+        "manifest": package["draft_manifest"],
+        "manifest_sha": package["draft_sha"],
+        "owner_type": owner_type,
+        "created_at_ms": now,
+        "archived_at_ms": None,
+    }
+    try:
+        with conn.begin_nested():
+            package_store.insert_version(conn, version)
+    except sa.exc.IntegrityError as exc:
+        raise errors.Conflict("another release of this package happened at the same time; retry") from exc
+    package_store.update_package(conn, package["id"], {"updated_at_ms": now})
+    return version
+
+
+def archive(db: Database, principal: Principal, zone_id: str, ref: str, version_ref: str) -> Row:
+    now = now_ms()
+    with db.write() as conn:
+        package = _editable(conn, principal, zone_id, ref)
+        version = package_store.find_version(conn, package["id"], version_ref)
+        if version is None:
+            raise errors.NotFound(f"version {version_ref} of package {package['slug']} not found")
+        package_store.archive_version(conn, version["id"], now)
+        found = package_store.find_version(conn, package["id"], version["id"])
+        assert found is not None
+    return found
+
+
+def delete_package(db: Database, principal: Principal, zone_id: str, ref: str) -> None:
+    with db.write() as conn:
+        package = _editable(conn, principal, zone_id, ref)
+        live = package_store.live_installs_of(conn, package["id"])
+        if live:
+            raise errors.Conflict(
+                f"package {package['slug']} has {live} install(s) that are not deleted; uninstall them first"
+            )
+        package_store.delete_package(conn, package["id"])
+
+
+# -- the global catalog ------------------------------------------------------------------------------------
+
+
+def catalog_files(directory: Path | None) -> list[tuple[str, str]]:
+    """(file name, text) of every manifest in the catalog directory, or in the catalog shipped with zonecat."""
+    if directory is not None:
+        paths = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+        return [(p.name, p.read_text(encoding="utf-8")) for p in paths]
+    shipped = resources.files("zonecat") / "catalog"
+    entries = sorted((entry for entry in shipped.iterdir() if entry.name.endswith((".yaml", ".yml", ".json"))), key=str)
+    return [(entry.name, entry.read_text(encoding="utf-8")) for entry in entries]
+
+
+def load_global_catalog(db: Database, organization_id: str, directory: Path | None) -> list[str]:
+    """Load every catalog manifest as a global package; a changed manifest becomes that package's next version.
+
+    A manifest that fails its checks is reported and skipped; the others still load. Returns the problems.
+    """
+    reports: list[str] = []
+    for file_name, text in catalog_files(directory):
+        try:
+            raw = manifests.load_manifest_text(text)
+        except errors.ZonecatError as exc:
+            reports.append(f"{file_name}: {exc.message}")
+            continue
+        problems = manifests.draft_problems(raw) or manifests.release_problems(raw)
+        if problems:
+            reports.append(f"{file_name}: " + "; ".join(f"{p.field}: {p.message}" for p in problems))
+            continue
+        _load_one(db, organization_id, raw)
+    for report in reports:
+        log.error("catalog manifest skipped", extra={"problem": report})
+    return reports
+
+
+def _load_one(db: Database, organization_id: str, raw: dict[str, Any]) -> None:
+    slug = manifests.slugify(raw["name"])
+    now = now_ms()
+    with db.write() as conn:
+        package = package_store.global_package_by_slug(conn, organization_id, slug)
+        if package is None:
+            package = {
+                "id": new_id("pkg", now),
+                "organization_id": organization_id,
+                "zone_key": package_store.GLOBAL,
+                "scope": "global",
+                "slug": slug,
+                "draft_id": new_id("drf", now),
+                "created_at_ms": now,
+                **_draft_columns(raw, now),
+            }
+            package_store.insert_package(conn, package)
+        else:
+            latest = package_store.latest_version(conn, package["id"])
+            if latest is not None and latest["manifest_sha"] == manifests.manifest_sha(raw):
+                return
+            changes = _draft_columns(raw, now)
+            package_store.update_package(conn, package["id"], changes)
+            package.update(changes)
+        version = _release_draft(conn, package, None, "platform", now)
+        log.info("global package loaded", extra={"slug": slug, "version": version["version"]})

@@ -1,0 +1,115 @@
+"""Connections and transactions for SQLite (the default) and PostgreSQL.
+
+``Database.write()`` is one write transaction: on SQLite it starts with ``BEGIN IMMEDIATE`` so two writers never
+deadlock on a lock upgrade; ``Database.read()`` is a plain read transaction (a consistent snapshot under WAL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from zonecat import errors
+
+_IMMEDIATE = "zonecat_immediate"
+
+
+class SchemaBehind(errors.ZonecatError):
+    """The database schema is older than this version of zonecat; run `zonecat migrate`."""
+
+
+def _sqlite_setup(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is DEFERRED).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """One database: an engine plus the transaction helpers every store module uses."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            path = url.removeprefix("sqlite:///")
+            if path and path != url:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(
+                url, pool_size=pool_size, max_overflow=20, connect_args={"check_same_thread": False}
+            )
+            _sqlite_setup(self.engine)
+        else:
+            self.engine = sa.create_engine(
+                url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True, pool_recycle=300
+            )
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction, committed when the block ends without an exception."""
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn = conn.execution_options(**{_IMMEDIATE: True})
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A read-only transaction."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- migrations ---------------------------------------------------------------------------------------
+
+    def _alembic_config(self, conn: sa.Connection) -> Config:
+        config = Config()
+        location = resources.files("zonecat.store") / "migrations"
+        config.set_main_option("script_location", str(location))
+        config.attributes["connection"] = conn
+        return config
+
+    def migrate(self) -> None:
+        """Apply every Alembic revision the database lacks."""
+        with self.engine.connect() as conn:
+            command.upgrade(self._alembic_config(conn), "head")
+            if conn.in_transaction():
+                conn.commit()
+
+    def schema_revision(self) -> tuple[str | None, str | None]:
+        """(the database's revision, the code's head revision)."""
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+            head = ScriptDirectory.from_config(self._alembic_config(conn)).get_current_head()
+        return current, head
+
+    def ensure_current(self) -> None:
+        """Raise ``SchemaBehind`` unless the schema is at the code's head revision."""
+        current, head = self.schema_revision()
+        if current != head:
+            raise SchemaBehind(
+                f"the database schema is at revision {current or 'none'} but this zonecat needs {head}; "
+                "run `zonecat migrate` first"
+            )

@@ -1,0 +1,120 @@
+"""Entities of the zones and the record of which install uses which entity (``entity_uses``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from zonecat.domain.paging import PageRequest
+from zonecat.store.paging import Page, fetch_page
+from zonecat.store.schema import entities, entity_uses
+
+Row = dict[str, Any]
+
+
+def insert_entity(conn: sa.Connection, row: Row) -> None:
+    """Insert; raises ``sqlalchemy.exc.IntegrityError`` when the natural key is taken."""
+    conn.execute(entities.insert().values(**row))
+
+
+def get_entity(conn: sa.Connection, zone_id: str, entity_id: str, lock: bool = False) -> Row | None:
+    query = sa.select(entities).where(entities.c.zone_id == zone_id, entities.c.id == entity_id)
+    if lock:
+        query = query.with_for_update()
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def by_natural_key(
+    conn: sa.Connection, zone_id: str, entity_type: str, identifier: str, lock: bool = False
+) -> Row | None:
+    query = sa.select(entities).where(
+        entities.c.zone_id == zone_id, entities.c.type == entity_type, entities.c.identifier == identifier
+    )
+    if lock:
+        query = query.with_for_update()
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def list_entities(
+    conn: sa.Connection,
+    zone_id: str,
+    request: PageRequest,
+    entity_type: str | None = None,
+    install_id: str | None = None,
+    identifier: str | None = None,
+) -> Page:
+    where = [entities.c.zone_id == zone_id]
+    if entity_type is not None:
+        where.append(entities.c.type == entity_type)
+    if identifier is not None:
+        where.append(entities.c.identifier == identifier)
+    if install_id is not None:
+        used = sa.select(entity_uses.c.entity_id).where(entity_uses.c.install_id == install_id)
+        where.append(entities.c.id.in_(used))
+    return fetch_page(conn, entities, where, request)
+
+
+def update_entity(conn: sa.Connection, entity_id: str, changes: Row) -> None:
+    conn.execute(entities.update().where(entities.c.id == entity_id).values(**changes))
+
+
+def delete_entity(conn: sa.Connection, entity_id: str) -> None:
+    conn.execute(entities.delete().where(entities.c.id == entity_id))
+
+
+def insert_use(conn: sa.Connection, row: Row) -> None:
+    conn.execute(entity_uses.insert().values(**row))
+
+
+def use_of(conn: sa.Connection, install_id: str, local_name: str) -> Row | None:
+    query = sa.select(entity_uses).where(entity_uses.c.install_id == install_id, entity_uses.c.local_name == local_name)
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def uses_of_install(conn: sa.Connection, install_id: str) -> list[Row]:
+    """Every use row of the install, in provisioning order."""
+    query = (
+        sa.select(entity_uses)
+        .where(entity_uses.c.install_id == install_id)
+        .order_by(entity_uses.c.position, entity_uses.c.local_name)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def uses_of_entity(conn: sa.Connection, entity_id: str) -> list[Row]:
+    query = sa.select(entity_uses).where(entity_uses.c.entity_id == entity_id).order_by(entity_uses.c.install_id)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def uses_of_entities(conn: sa.Connection, entity_ids: list[str]) -> dict[str, list[Row]]:
+    if not entity_ids:
+        return {}
+    query = sa.select(entity_uses).where(entity_uses.c.entity_id.in_(entity_ids)).order_by(entity_uses.c.install_id)
+    grouped: dict[str, list[Row]] = {}
+    for row in conn.execute(query):
+        grouped.setdefault(row.entity_id, []).append(dict(row._mapping))
+    return grouped
+
+
+def delete_use(conn: sa.Connection, install_id: str, local_name: str) -> None:
+    conn.execute(
+        entity_uses.delete().where(entity_uses.c.install_id == install_id, entity_uses.c.local_name == local_name)
+    )
+
+
+def other_users(conn: sa.Connection, entity_id: str, install_id: str) -> list[str]:
+    """Install ids other than ``install_id`` that use the entity."""
+    query = sa.select(entity_uses.c.install_id).where(
+        entity_uses.c.entity_id == entity_id, entity_uses.c.install_id != install_id
+    )
+    return sorted({r.install_id for r in conn.execute(query)})
+
+
+def entities_by_ids(conn: sa.Connection, ids: list[str]) -> dict[str, Row]:
+    if not ids:
+        return {}
+    return {r.id: dict(r._mapping) for r in conn.execute(sa.select(entities).where(entities.c.id.in_(ids)))}

@@ -1,0 +1,139 @@
+"""Packages, their drafts and their released versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from zonecat.domain.paging import PageRequest
+from zonecat.store.paging import Page, fetch_page
+from zonecat.store.schema import installs, package_versions, packages
+
+Row = dict[str, Any]
+GLOBAL = ""
+
+
+def insert_package(conn: sa.Connection, row: Row) -> None:
+    conn.execute(packages.insert().values(**row))
+
+
+def _visible(organization_id: str, zone_id: str) -> list[sa.ColumnElement[bool]]:
+    return [packages.c.organization_id == organization_id, packages.c.zone_key.in_([GLOBAL, zone_id])]
+
+
+def find_package(conn: sa.Connection, organization_id: str, zone_id: str, ref: str) -> Row | None:
+    """The package visible in the zone whose id or slug is ``ref``."""
+    query = sa.select(packages).where(
+        *_visible(organization_id, zone_id), sa.or_(packages.c.id == ref, packages.c.slug == ref)
+    )
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def global_package_by_slug(conn: sa.Connection, organization_id: str, slug: str) -> Row | None:
+    query = sa.select(packages).where(
+        packages.c.organization_id == organization_id, packages.c.zone_key == GLOBAL, packages.c.slug == slug
+    )
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def slug_taken(conn: sa.Connection, organization_id: str, zone_id: str, slug: str) -> bool:
+    """True when a global package, or a package of this zone, already has ``slug``."""
+    query = sa.select(packages.c.id).where(*_visible(organization_id, zone_id), packages.c.slug == slug)
+    return conn.execute(query).first() is not None
+
+
+def list_packages(
+    conn: sa.Connection,
+    organization_id: str,
+    zone_id: str,
+    request: PageRequest,
+    slug: str | None = None,
+    kinds: list[str] | None = None,
+) -> Page:
+    where = _visible(organization_id, zone_id)
+    if slug is not None:
+        where.append(packages.c.slug == slug)
+    if kinds:
+        where.append(packages.c.kind.in_(kinds))
+    return fetch_page(conn, packages, where, request)
+
+
+def update_package(conn: sa.Connection, package_id: str, changes: Row, expected_sha: str | None = None) -> bool:
+    """Update a package row; with ``expected_sha`` only while the draft still has that sha."""
+    query = packages.update().where(packages.c.id == package_id)
+    if expected_sha is not None:
+        query = query.where(packages.c.draft_sha == expected_sha)
+    return conn.execute(query.values(**changes)).rowcount == 1
+
+
+def delete_package(conn: sa.Connection, package_id: str) -> None:
+    conn.execute(package_versions.delete().where(package_versions.c.package_id == package_id))
+    conn.execute(packages.delete().where(packages.c.id == package_id))
+
+
+def live_installs_of(conn: sa.Connection, package_id: str) -> int:
+    query = (
+        sa.select(sa.func.count())
+        .select_from(installs)
+        .where(installs.c.package_id == package_id, installs.c.status != "deleted")
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def insert_version(conn: sa.Connection, row: Row) -> None:
+    conn.execute(package_versions.insert().values(**row))
+
+
+def next_version_number(conn: sa.Connection, package_id: str) -> int:
+    query = sa.select(sa.func.max(package_versions.c.version)).where(package_versions.c.package_id == package_id)
+    return int(conn.execute(query).scalar_one() or 0) + 1
+
+
+def find_version(conn: sa.Connection, package_id: str, ref: str | int) -> Row | None:
+    """A version of the package by id or by number."""
+    condition: sa.ColumnElement[bool]
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit() and len(ref) < 10):
+        condition = package_versions.c.version == int(ref)
+    else:
+        condition = package_versions.c.id == ref
+    query = sa.select(package_versions).where(package_versions.c.package_id == package_id, condition)
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def current_version(conn: sa.Connection, package_id: str) -> Row | None:
+    """The latest version that is not archived."""
+    query = (
+        sa.select(package_versions)
+        .where(package_versions.c.package_id == package_id, package_versions.c.archived_at_ms.is_(None))
+        .order_by(package_versions.c.version.desc())
+        .limit(1)
+    )
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def latest_version(conn: sa.Connection, package_id: str) -> Row | None:
+    query = (
+        sa.select(package_versions)
+        .where(package_versions.c.package_id == package_id)
+        .order_by(package_versions.c.version.desc())
+        .limit(1)
+    )
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def list_versions(conn: sa.Connection, package_id: str, request: PageRequest) -> Page:
+    return fetch_page(conn, package_versions, [package_versions.c.package_id == package_id], request)
+
+
+def archive_version(conn: sa.Connection, version_id: str, now: int) -> None:
+    conn.execute(
+        package_versions.update()
+        .where(package_versions.c.id == version_id, package_versions.c.archived_at_ms.is_(None))
+        .values(archived_at_ms=now)
+    )

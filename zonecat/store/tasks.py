@@ -1,0 +1,166 @@
+"""Catalog tasks (the queue), their events and their leases.
+
+Every status write is guarded by the status it expects and, once claimed, by the lease owner, so a worker that
+lost its lease can never overwrite what its successor did.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from zonecat.domain.paging import PageRequest
+from zonecat.store.paging import Page, fetch_page
+from zonecat.store.schema import task_events, tasks
+
+Row = dict[str, Any]
+
+
+def insert_task(conn: sa.Connection, row: Row) -> None:
+    conn.execute(tasks.insert().values(**row))
+
+
+def get_task(conn: sa.Connection, zone_id: str, task_id: str) -> Row | None:
+    query = sa.select(tasks).where(tasks.c.zone_id == zone_id, tasks.c.id == task_id)
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def task_by_id(conn: sa.Connection, task_id: str) -> Row | None:
+    found = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()
+    return dict(found._mapping) if found else None
+
+
+def unfinished_task_of(conn: sa.Connection, install_id: str) -> Row | None:
+    query = sa.select(tasks).where(tasks.c.install_id == install_id, tasks.c.status.in_(("pending", "running")))
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def last_task_of(conn: sa.Connection, install_id: str, operation: str) -> Row | None:
+    query = (
+        sa.select(tasks)
+        .where(tasks.c.install_id == install_id, tasks.c.operation == operation)
+        .order_by(tasks.c.id.desc())
+        .limit(1)
+    )
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def list_tasks(
+    conn: sa.Connection,
+    zone_id: str,
+    request: PageRequest,
+    install_id: str | None = None,
+    status: str | None = None,
+    operation: str | None = None,
+) -> Page:
+    where = [tasks.c.zone_id == zone_id]
+    if install_id is not None:
+        where.append(tasks.c.install_id == install_id)
+    if status is not None:
+        where.append(tasks.c.status == status)
+    if operation is not None:
+        where.append(tasks.c.operation == operation)
+    return fetch_page(conn, tasks, where, request)
+
+
+def claim(conn: sa.Connection, worker_id: str, now: int, lease_ms: int) -> Row | None:
+    """Take the oldest due task: pending, or running with an expired lease (its worker died).
+
+    On PostgreSQL the inner select skips rows other workers are claiming; on SQLite the surrounding
+    ``BEGIN IMMEDIATE`` serialises claimers.
+    """
+    due = sa.or_(
+        sa.and_(tasks.c.status == "pending", tasks.c.run_after_ms <= now),
+        sa.and_(tasks.c.status == "running", tasks.c.locked_until_ms < now),
+    )
+    candidate = (
+        sa.select(tasks.c.id, tasks.c.status, tasks.c.locked_by)
+        .where(due)
+        .order_by(tasks.c.run_after_ms, tasks.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    found = conn.execute(candidate).first()
+    if found is None:
+        return None
+    result = conn.execute(
+        tasks.update()
+        .where(tasks.c.id == found.id, tasks.c.status == found.status)
+        .values(
+            status="running",
+            locked_by=worker_id,
+            locked_until_ms=now + lease_ms,
+            attempts=tasks.c.attempts + 1,
+            updated_at_ms=now,
+        )
+    )
+    if result.rowcount != 1:
+        return None
+    row = task_by_id(conn, found.id)
+    if row is not None:
+        row["previous_status"] = found.status
+        row["previous_owner"] = found.locked_by
+    return row
+
+
+def renew_lease(conn: sa.Connection, task_id: str, worker_id: str, now: int, lease_ms: int) -> bool:
+    """Extend the lease; False when this worker no longer owns the running task."""
+    result = conn.execute(
+        tasks.update()
+        .where(tasks.c.id == task_id, tasks.c.status == "running", tasks.c.locked_by == worker_id)
+        .values(locked_until_ms=now + lease_ms)
+    )
+    return result.rowcount == 1
+
+
+def release_lease(conn: sa.Connection, task_id: str, worker_id: str) -> bool:
+    """Give a running task back (graceful shutdown): it is claimable at once by the next worker."""
+    result = conn.execute(
+        tasks.update()
+        .where(tasks.c.id == task_id, tasks.c.status == "running", tasks.c.locked_by == worker_id)
+        .values(locked_until_ms=0)
+    )
+    return result.rowcount == 1
+
+
+def update_owned(conn: sa.Connection, task_id: str, worker_id: str, now: int, **changes: Any) -> bool:
+    """Write task fields only while ``worker_id`` owns the running task."""
+    result = conn.execute(
+        tasks.update()
+        .where(tasks.c.id == task_id, tasks.c.status == "running", tasks.c.locked_by == worker_id)
+        .values(updated_at_ms=now, **changes)
+    )
+    return result.rowcount == 1
+
+
+def append_event(conn: sa.Connection, task_id: str, now: int, kind: str, **fields: Any) -> int:
+    """Append one event; its ``seq`` is the task's next (the task row's counter serialises writers)."""
+    result = conn.execute(
+        tasks.update().where(tasks.c.id == task_id).values(event_seq=tasks.c.event_seq + 1).returning(tasks.c.event_seq)
+    )
+    seq = int(result.scalar_one())
+    conn.execute(task_events.insert().values(task_id=task_id, seq=seq, created_at_ms=now, kind=kind, **fields))
+    return seq
+
+
+def list_events(conn: sa.Connection, task_id: str, after_seq: int, limit: int) -> list[Row]:
+    query = (
+        sa.select(task_events)
+        .where(task_events.c.task_id == task_id, task_events.c.seq > after_seq)
+        .order_by(task_events.c.seq)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def next_due_ms(conn: sa.Connection) -> int | None:
+    """When the next task becomes due (the earliest run_after or lease expiry), for the worker's sleep."""
+    pending = sa.select(sa.func.min(tasks.c.run_after_ms)).where(tasks.c.status == "pending")
+    running = sa.select(sa.func.min(tasks.c.locked_until_ms)).where(tasks.c.status == "running")
+    values = [conn.execute(pending).scalar(), conn.execute(running).scalar()]
+    present = [int(v) for v in values if v is not None]
+    return min(present) if present else None

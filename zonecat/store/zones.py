@@ -1,0 +1,80 @@
+"""Zones and API tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from zonecat.domain.paging import PageRequest
+from zonecat.store.paging import Page, fetch_page
+from zonecat.store.schema import installs, tokens, zones
+
+Row = dict[str, Any]
+
+
+def insert_zone(conn: sa.Connection, row: Row) -> None:
+    conn.execute(zones.insert().values(**row))
+
+
+def get_zone(conn: sa.Connection, organization_id: str, zone_id: str) -> Row | None:
+    query = sa.select(zones).where(zones.c.organization_id == organization_id, zones.c.id == zone_id)
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def zone_by_name(conn: sa.Connection, organization_id: str, name: str) -> Row | None:
+    query = sa.select(zones).where(zones.c.organization_id == organization_id, zones.c.name == name)
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def list_zones(conn: sa.Connection, organization_id: str, visible: list[str] | None, request: PageRequest) -> Page:
+    where: list[sa.ColumnElement[bool]] = [zones.c.organization_id == organization_id]
+    if visible is not None:
+        where.append(zones.c.id.in_(visible))
+    return fetch_page(conn, zones, where, request)
+
+
+def update_zone(conn: sa.Connection, zone_id: str, changes: Row) -> None:
+    conn.execute(zones.update().where(zones.c.id == zone_id).values(**changes))
+
+
+def delete_zone(conn: sa.Connection, zone_id: str) -> None:
+    conn.execute(zones.delete().where(zones.c.id == zone_id))
+
+
+def live_install_count(conn: sa.Connection, zone_id: str) -> int:
+    query = (
+        sa.select(sa.func.count())
+        .select_from(installs)
+        .where(installs.c.zone_id == zone_id, installs.c.status != "deleted")
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def insert_token(conn: sa.Connection, row: Row) -> None:
+    conn.execute(tokens.insert().values(**row))
+
+
+def token_by_hash(conn: sa.Connection, token_hash: str) -> Row | None:
+    found = conn.execute(sa.select(tokens).where(tokens.c.token_hash == token_hash)).first()
+    return dict(found._mapping) if found else None
+
+
+def get_token(conn: sa.Connection, organization_id: str, token_id: str) -> Row | None:
+    query = sa.select(tokens).where(tokens.c.organization_id == organization_id, tokens.c.id == token_id)
+    found = conn.execute(query).first()
+    return dict(found._mapping) if found else None
+
+
+def list_tokens(conn: sa.Connection, organization_id: str, request: PageRequest) -> Page:
+    where = [tokens.c.organization_id == organization_id, tokens.c.revoked_at_ms.is_(None)]
+    return fetch_page(conn, tokens, where, request)
+
+
+def revoke_token(conn: sa.Connection, token_id: str, now: int) -> bool:
+    result = conn.execute(
+        tokens.update().where(tokens.c.id == token_id, tokens.c.revoked_at_ms.is_(None)).values(revoked_at_ms=now)
+    )
+    return result.rowcount == 1

@@ -1,0 +1,157 @@
+"""The worker: claims due tasks from the tasks table, holds a lease renewed by a heartbeat, runs them.
+
+Several workers (threads here, processes on PostgreSQL) can run side by side; the guarded claim decides who runs
+what. A worker that stops gracefully finishes its current entity step and gives the lease back, so the task is
+resumed at once by whoever claims it next.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from zonecat import errors
+from zonecat.clock import now_ms
+from zonecat.engine.provisioner import Interrupted, TaskRun
+from zonecat.settings import Settings
+from zonecat.store import tasks as task_store
+from zonecat.store.database import Database
+
+log = logging.getLogger("zonecat.worker")
+
+
+class Worker:
+    """Runs tasks until ``stop()``; ``wake()`` cuts the idle sleep short when a task was just enqueued."""
+
+    def __init__(self, db: Database, settings: Settings, name: str | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.worker_id = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.lease_ms = int(settings.lease_seconds * 1000)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self.tasks_run = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Claim and run tasks until stopped."""
+        log.info("worker started", extra={"worker_id": self.worker_id})
+        while not self._stop.is_set():
+            try:
+                ran = self.run_one()
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                log.warning("database unavailable, retrying", extra={"error": str(exc).splitlines()[0]})
+                self._stop.wait(1.0)
+                continue
+            if not ran:
+                self._idle()
+        log.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    def _idle(self) -> None:
+        timeout = self.settings.poll_seconds
+        try:
+            with self.db.read() as conn:
+                due = task_store.next_due_ms(conn)
+        except sa.exc.SQLAlchemyError:
+            due = None
+        if due is not None:
+            timeout = max(0.0, min(timeout, (due - now_ms()) / 1000 + 0.01))
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    def run_one(self) -> bool:
+        """Claim one due task and run it; False when nothing was due."""
+        now = now_ms()
+        with self.db.write() as conn:
+            task = task_store.claim(conn, self.worker_id, now, self.lease_ms)
+            if task is None:
+                return False
+            resumed = task.pop("previous_status") == "running"
+            previous_owner = task.pop("previous_owner")
+            message = (
+                f"resumed by {self.worker_id} after the lease of {previous_owner} expired (attempt {task['attempts']})"
+                if resumed
+                else f"claimed by {self.worker_id}"
+            )
+            task_store.append_event(conn, task["id"], now, "status", status="running", message=message)
+        log.info(
+            "task running",
+            extra={"task_id": task["id"], "operation": task["operation"], "resumed": resumed, "zone": task["zone_id"]},
+        )
+        self._run_with_heartbeat(task)
+        self.tasks_run += 1
+        return True
+
+    def _run_with_heartbeat(self, task: dict[str, Any]) -> None:
+        done = threading.Event()
+        lost = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.settings.heartbeat_seconds):
+                try:
+                    with self.db.write() as conn:
+                        if not task_store.renew_lease(conn, task["id"], self.worker_id, now_ms(), self.lease_ms):
+                            lost.set()
+                            return
+                except sa.exc.SQLAlchemyError:
+                    continue
+
+        heart = threading.Thread(target=beat, name=f"heartbeat-{task['id']}", daemon=True)
+        heart.start()
+        run = TaskRun(self.db, task, self.worker_id, self.lease_ms, lambda: self._stop.is_set() or lost.is_set())
+        try:
+            run.run()
+        except Interrupted:
+            self._release(task["id"])
+        except errors.LeaseLost:
+            log.warning("lease lost; another worker owns the task now", extra={"task_id": task["id"]})
+        except (sa.exc.OperationalError, sa.exc.InterfaceError):
+            raise  # the database is away: the lease expires and the task is resumed later
+        except Exception as exc:
+            log.exception("task crashed", extra={"task_id": task["id"]})
+            self._fail_after_crash(run, task, exc)
+        finally:
+            done.set()
+            heart.join()
+
+    def _release(self, task_id: str) -> None:
+        with self.db.write() as conn:
+            task_store.release_lease(conn, task_id, self.worker_id)
+        log.info("task released for resumption", extra={"task_id": task_id})
+
+    def _fail_after_crash(self, run: TaskRun, task: dict[str, Any], exc: Exception) -> None:
+        """A bug inside a step: fail the task cleanly (rolling back a create) instead of retrying forever."""
+        message = f"internal error: {type(exc).__name__}"
+        try:
+            if task["operation"] == "create":
+                run.fail_and_roll_back(None, None, message)
+            else:
+                run.finish("failed", "failed", ("deleting",), error_message=message)
+        except Exception:
+            log.exception("could not record the failure; the task will be resumed", extra={"task_id": task["id"]})
+
+
+def drain(db: Database, settings: Settings, timeout: float = 30.0) -> int:
+    """Run tasks in this thread until none is due (tests and one-shot use). Returns how many ran."""
+    worker = Worker(db, settings, name="drain")
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline and worker.run_one():
+        count += 1
+    return count
