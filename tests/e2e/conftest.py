@@ -1,0 +1,114 @@
+"""End-to-end fixtures: a real `zonecat serve` subprocess on a free port, driven over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ADMIN_TOKEN = "zc_e2e_admin_token"
+ZONECAT = str(Path(sys.executable).with_name("zonecat"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A `zonecat serve` process that tests may kill (SIGKILL) and restart on the same data directory."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = ADMIN_TOKEN
+        self.log_path = data_dir / "server.log"
+        self.extra_env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "ZONECAT_DATA_DIR": str(self.data_dir),
+                "ZONECAT_BOOTSTRAP_TOKEN": self.token,
+                "ZONECAT_PORT": str(self.port),
+                "ZONECAT_HOST": "127.0.0.1",
+                "ZONECAT_RATE_LIMIT": "0",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 30.0) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([ZONECAT, "serve"], env=self.env(), stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"zonecat serve exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"zonecat serve did not answer within {timeout}s; see {self.log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind happens in the server."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+
+    def new_zone(self) -> str:
+        with self.client() as http:
+            response = http.post("/zones", json={"name": f"e2e-{uuid.uuid4().hex[:12]}"})
+            response.raise_for_status()
+            return str(response.json()["id"])
+
+    def wait_task(self, zone_id: str, task_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self.client() as http:
+            while time.monotonic() < deadline:
+                body = http.get(f"/zones/{zone_id}/catalog_tasks/{task_id}", params={"redirect": "false"}).json()
+                if body["status"] in ("completed", "failed"):
+                    return dict(body)
+                time.sleep(0.05)
+        raise AssertionError(f"task {task_id} did not finish within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    instance = Server(tmp_path_factory.mktemp("zonecat-e2e"))
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def zone(server: Server) -> str:
+    return server.new_zone()
