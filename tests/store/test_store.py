@@ -1,0 +1,374 @@
+"""One store suite for every database: constraints, guarded writes, the queue, paging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from zonecat.domain.paging import PageRequest
+from zonecat.ids import new_id
+from zonecat.store import entities as entity_store
+from zonecat.store import installs as install_store
+from zonecat.store import packages as package_store
+from zonecat.store import tasks as task_store
+from zonecat.store import zones as zone_store
+from zonecat.store.database import Database
+
+ORG = "default"
+
+
+def zone(db: Database, name: str = "z") -> str:
+    zone_id = new_id("zon")
+    with db.write() as conn:
+        zone_store.insert_zone(
+            conn,
+            {
+                "id": zone_id,
+                "organization_id": ORG,
+                "name": name,
+                "description": None,
+                "created_at_ms": 1,
+                "updated_at_ms": 1,
+            },
+        )
+    return zone_id
+
+
+def package_row(zone_key: str, slug: str) -> dict[str, Any]:
+    return {
+        "id": new_id("pkg"),
+        "organization_id": ORG,
+        "zone_key": zone_key,
+        "scope": "global" if zone_key == "" else "zone",
+        "slug": slug,
+        "name": slug,
+        "kind": "custom",
+        "draft_id": new_id("drf"),
+        "draft_manifest": {"name": slug, "kind": "custom"},
+        "draft_sha": "a" * 64,
+        "draft_updated_at_ms": 1,
+        "created_at_ms": 1,
+        "updated_at_ms": 1,
+    }
+
+
+def install_row(zone_id: str, status: str = "pending") -> dict[str, Any]:
+    return {
+        "id": new_id("ins"),
+        "organization_id": ORG,
+        "zone_id": zone_id,
+        "package_id": "pkg_x",
+        "package_slug": "x",
+        "package_version": 1,
+        "version_id": "ver_x",
+        "status": status,
+        "inputs": {},
+        "secret_inputs": {},
+        "outputs": None,
+        "created_at_ms": 1,
+        "updated_at_ms": 1,
+    }
+
+
+def task_row(zone_id: str, install_id: str, run_after: int = 0, status: str = "pending") -> dict[str, Any]:
+    return {
+        "id": new_id("tsk"),
+        "organization_id": ORG,
+        "zone_id": zone_id,
+        "install_id": install_id,
+        "operation": "create",
+        "status": status,
+        "phase": "apply",
+        "error_message": None,
+        "warnings": [],
+        "package_id": "pkg_x",
+        "package_slug": "x",
+        "package_version": 1,
+        "run_after_ms": run_after,
+        "locked_by": None,
+        "locked_until_ms": None,
+        "attempts": 0,
+        "event_seq": 0,
+        "created_at_ms": 1,
+        "updated_at_ms": 1,
+    }
+
+
+def entity_row(zone_id: str, identifier: str, managed: bool = True, entity_type: str = "provider") -> dict[str, Any]:
+    return {
+        "id": new_id("ent"),
+        "organization_id": ORG,
+        "zone_id": zone_id,
+        "type": entity_type,
+        "identifier": identifier,
+        "slug": "s",
+        "attributes": {"identifier": identifier, "name": "n"},
+        "secret_attributes": {},
+        "managed": managed,
+        "created_by_install_id": None,
+        "created_by_task_id": None,
+        "created_at_ms": 1,
+        "updated_at_ms": 1,
+    }
+
+
+def test_migration_reaches_head(db: Database) -> None:
+    current, head = db.schema_revision()
+    assert current == head is not None
+    db.ensure_current()
+
+
+def test_zone_names_are_unique_per_organization(db: Database) -> None:
+    zone(db, "alpha")
+    with pytest.raises(sa.exc.IntegrityError), db.write() as conn:
+        zone_store.insert_zone(
+            conn,
+            {"id": new_id("zon"), "organization_id": ORG, "name": "alpha", "description": None}
+            | {"created_at_ms": 1, "updated_at_ms": 1},
+        )
+
+
+def test_package_slug_is_unique_within_its_scope(db: Database) -> None:
+    zone_id = zone(db)
+    with db.write() as conn:
+        package_store.insert_package(conn, package_row("", "shared"))
+        package_store.insert_package(conn, package_row(zone_id, "mine"))
+    with pytest.raises(sa.exc.IntegrityError), db.write() as conn:
+        package_store.insert_package(conn, package_row(zone_id, "mine"))
+    with db.read() as conn:
+        assert package_store.slug_taken(conn, ORG, zone_id, "shared")
+        assert package_store.find_package(conn, ORG, zone_id, "shared") is not None
+        assert package_store.find_package(conn, ORG, "zon_other", "mine") is None
+
+
+def test_version_numbers_are_unique_and_current_skips_archived(db: Database) -> None:
+    zone_id = zone(db)
+    package = package_row(zone_id, "p")
+    with db.write() as conn:
+        package_store.insert_package(conn, package)
+        for number in (1, 2):
+            package_store.insert_version(
+                conn,
+                {
+                    "id": new_id("ver"),
+                    "package_id": package["id"],
+                    "version": number,
+                    "manifest": {},
+                    "manifest_sha": str(number) * 64,
+                    "owner_type": "customer",
+                    "created_at_ms": number,
+                    "archived_at_ms": None,
+                },
+            )
+    with pytest.raises(sa.exc.IntegrityError), db.write() as conn:
+        package_store.insert_version(
+            conn,
+            {
+                "id": new_id("ver"),
+                "package_id": package["id"],
+                "version": 2,
+                "manifest": {},
+                "manifest_sha": "x",
+                "owner_type": "customer",
+                "created_at_ms": 3,
+                "archived_at_ms": None,
+            },
+        )
+    with db.write() as conn:
+        second = package_store.find_version(conn, package["id"], 2)
+        assert second is not None
+        package_store.archive_version(conn, second["id"], 5)
+        current = package_store.current_version(conn, package["id"])
+        assert current is not None and current["version"] == 1
+        assert package_store.next_version_number(conn, package["id"]) == 3
+
+
+def test_install_moves_are_guarded_by_the_expected_status(db: Database) -> None:
+    zone_id = zone(db)
+    install = install_row(zone_id)
+    with db.write() as conn:
+        install_store.insert_install(conn, install)
+        assert install_store.move_install(conn, install["id"], ("pending",), "active", 2)
+        assert not install_store.move_install(conn, install["id"], ("pending",), "failed", 3)
+        row = install_store.install_by_id(conn, install["id"])
+    assert row is not None and row["status"] == "active"
+
+
+def test_one_unfinished_task_per_install(db: Database) -> None:
+    zone_id = zone(db)
+    install = install_row(zone_id)
+    with db.write() as conn:
+        install_store.insert_install(conn, install)
+        task_store.insert_task(conn, task_row(zone_id, install["id"]))
+    with pytest.raises(sa.exc.IntegrityError), db.write() as conn:
+        task_store.insert_task(conn, task_row(zone_id, install["id"]))
+    with db.write() as conn:  # a finished task does not count
+        task_store.insert_task(conn, task_row(zone_id, install["id"], status="completed"))
+
+
+def test_claim_takes_due_tasks_in_order_and_reclaims_expired_leases(db: Database) -> None:
+    zone_id = zone(db)
+    first, second = task_row(zone_id, new_id("ins"), run_after=10), task_row(zone_id, new_id("ins"), run_after=20)
+    later = task_row(zone_id, new_id("ins"), run_after=10_000)
+    with db.write() as conn:
+        for row in (later, second, first):
+            task_store.insert_task(conn, row)
+    with db.write() as conn:
+        claimed = task_store.claim(conn, "w1", now=100, lease_ms=50)
+    assert claimed is not None and claimed["id"] == first["id"] and claimed["previous_status"] == "pending"
+    with db.write() as conn:
+        again = task_store.claim(conn, "w2", now=120, lease_ms=50)
+        assert again is not None and again["id"] == second["id"]
+        assert task_store.claim(conn, "w3", now=130, lease_ms=50) is None  # both leased, the third not due
+    with db.write() as conn:
+        resumed = task_store.claim(conn, "w3", now=151, lease_ms=50)
+    assert resumed is not None and resumed["id"] == first["id"]
+    assert resumed["previous_status"] == "running" and resumed["previous_owner"] == "w1"
+    assert resumed["attempts"] == 2
+
+
+def test_lease_guard_refuses_a_worker_that_lost_its_task(db: Database) -> None:
+    zone_id = zone(db)
+    row = task_row(zone_id, new_id("ins"))
+    with db.write() as conn:
+        task_store.insert_task(conn, row)
+        task_store.claim(conn, "w1", now=1, lease_ms=10)
+        task_store.claim(conn, "w2", now=20, lease_ms=10)  # w1's lease expired
+        assert not task_store.renew_lease(conn, row["id"], "w1", 21, 10)
+        assert not task_store.update_owned(conn, row["id"], "w1", 21, status="completed")
+        assert task_store.renew_lease(conn, row["id"], "w2", 21, 10)
+        assert task_store.release_lease(conn, row["id"], "w2")
+        released = task_store.claim(conn, "w3", now=22, lease_ms=10)
+    assert released is not None and released["locked_by"] == "w3"
+
+
+def test_events_are_numbered_in_order(db: Database) -> None:
+    zone_id = zone(db)
+    row = task_row(zone_id, new_id("ins"))
+    with db.write() as conn:
+        task_store.insert_task(conn, row)
+        seqs = [task_store.append_event(conn, row["id"], i, "status", status="running") for i in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    with db.read() as conn:
+        assert [e["seq"] for e in task_store.list_events(conn, row["id"], 2, 10)] == [3, 4, 5]
+
+
+def test_natural_key_is_unique_and_uses_track_users(db: Database) -> None:
+    zone_id = zone(db)
+    provider = entity_row(zone_id, "https://accounts.google.com")
+    with db.write() as conn:
+        entity_store.insert_entity(conn, provider)
+    with pytest.raises(sa.exc.IntegrityError), db.write() as conn:
+        entity_store.insert_entity(conn, entity_row(zone_id, "https://accounts.google.com"))
+    other_zone = zone(db, "other")
+    with db.write() as conn:  # the same identifier in another zone or of another type is fine
+        entity_store.insert_entity(conn, entity_row(other_zone, "https://accounts.google.com"))
+        entity_store.insert_entity(conn, entity_row(zone_id, "https://accounts.google.com", entity_type="resource"))
+    installs = [new_id("ins"), new_id("ins")]
+    with db.write() as conn:
+        for position, install_id in enumerate(installs):
+            entity_store.insert_use(
+                conn,
+                {
+                    "install_id": install_id,
+                    "local_name": "google",
+                    "entity_id": provider["id"],
+                    "zone_id": zone_id,
+                    "role": "created" if position == 0 else "shared",
+                    "task_id": "tsk_x",
+                    "position": 0,
+                    "created_at_ms": 1,
+                },
+            )
+        assert entity_store.other_users(conn, provider["id"], installs[0]) == [installs[1]]
+        entity_store.delete_use(conn, installs[1], "google")
+        assert entity_store.other_users(conn, provider["id"], installs[0]) == []
+        found = entity_store.by_natural_key(conn, zone_id, "provider", "https://accounts.google.com")
+        assert found is not None and found["id"] == provider["id"]
+
+
+def test_a_used_entity_cannot_be_deleted_underneath_its_install(db: Database) -> None:
+    zone_id = zone(db)
+    provider = entity_row(zone_id, "https://github.com")
+    with db.write() as conn:
+        entity_store.insert_entity(conn, provider)
+        entity_store.insert_use(
+            conn,
+            {
+                "install_id": "ins_a",
+                "local_name": "gh",
+                "entity_id": provider["id"],
+                "zone_id": zone_id,
+                "role": "created",
+                "task_id": "tsk_x",
+                "position": 0,
+                "created_at_ms": 1,
+            },
+        )
+    with pytest.raises(sa.exc.IntegrityError), db.write() as conn:
+        entity_store.delete_entity(conn, provider["id"])
+
+
+def test_idempotency_records_expire(db: Database) -> None:
+    record = {
+        "organization_id": ORG,
+        "key": "k",
+        "method": "POST",
+        "path": "/zones/z/installs",
+        "body_sha": "b",
+        "task_id": "tsk_1",
+        "created_at_ms": 100,
+    }
+    with db.write() as conn:
+        install_store.remember_idempotency(conn, record)
+        assert install_store.find_idempotency(conn, ORG, "k", "POST", "/zones/z/installs", since=50) is not None
+        assert install_store.find_idempotency(conn, ORG, "k", "POST", "/zones/z/installs", since=150) is None
+        assert install_store.find_idempotency(conn, ORG, "k", "DELETE", "/zones/z/installs", since=50) is None
+        install_store.remember_idempotency(conn, record | {"task_id": "tsk_2", "created_at_ms": 200})
+        found = install_store.find_idempotency(conn, ORG, "k", "POST", "/zones/z/installs", since=150)
+    assert found is not None and found["task_id"] == "tsk_2"
+
+
+def _walk(db: Database, zone_ids: set[str], limit: int) -> None:
+    seen_forward: list[str] = []
+    after = None
+    cursor_request = PageRequest(limit=limit)
+    while True:
+        with db.read() as conn:
+            page = zone_store.list_zones(conn, ORG, None, cursor_request)
+        seen_forward += [row["id"] for row in page.items]
+        if page.after_cursor is None:
+            last_before = page.before_cursor
+            break
+        after = page.after_cursor
+        cursor_request = PageRequest.parse(limit, after, None)
+    assert seen_forward == sorted(zone_ids, reverse=True)
+    # Backward from the last page: every item again, exactly once.
+    seen_backward = list(reversed([row["id"] for row in page.items]))
+    before = last_before
+    while before is not None:
+        with db.read() as conn:
+            page = zone_store.list_zones(conn, ORG, None, PageRequest.parse(limit, None, before))
+        seen_backward += list(reversed([row["id"] for row in page.items]))
+        before = page.before_cursor
+    assert seen_backward == sorted(zone_ids)
+
+
+@pytest.mark.parametrize("limit", [1, 7, 20, 100])
+def test_paging_visits_every_item_once_each_way(db: Database, limit: int) -> None:
+    zone_ids = {zone(db, f"zone-{i}") for i in range(23)}
+    _walk(db, zone_ids, limit)
+
+
+def test_paging_past_the_end_can_turn_back(db: Database) -> None:
+    ids = [zone(db, f"zone-{i}") for i in range(3)]
+    with db.read() as conn:
+        first = zone_store.list_zones(conn, ORG, None, PageRequest(limit=3))
+        assert first.after_cursor is None and first.before_cursor is None
+        page = zone_store.list_zones(conn, ORG, None, PageRequest.parse(3, None, None, with_total=True))
+        assert page.total_count == 3
+        oldest = PageRequest.parse(1, None, None)
+        newest_first = zone_store.list_zones(conn, ORG, None, oldest)
+    assert newest_first.items[0]["id"] == max(ids)
