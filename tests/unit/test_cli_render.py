@@ -16,6 +16,7 @@ from zonecat.cli.client import ApiError, Client
 from zonecat.cli.inputs import load_inputs_file, parse_input_value, parse_inputs
 from zonecat.cli.manifest_file import load_manifest_file, slugify, summarize
 from zonecat.cli.progress import Steps, event_line, watch_task
+from zonecat.domain.manifest import slugify as domain_slugify
 
 GRAPH: dict[str, Any] = {
     "install_id": "ins_01",
@@ -202,6 +203,14 @@ outputs:
 def test_slugify() -> None:
     assert slugify("Google Calendar API") == "google-calendar-api"
     assert slugify("  Acme -- API (v2)!") == "acme-api-v2"
+    assert slugify("Café Ünïcode") == "cafe-unicode"
+    assert slugify("!!!") == "package"
+    assert slugify("x" * 70 + " y") == "x" * 63
+
+
+@pytest.mark.parametrize("name", ["Google Calendar API", " a--b ", "Émile's API", "!!!", "x" * 62 + " yz", "A1_b2"])
+def test_slugify_matches_the_server(name: str) -> None:
+    assert slugify(name) == domain_slugify(name)
 
 
 def test_summarize_a_manifest_file(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import time
 from importlib import resources
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 
 from zonecat.domain.bindings import compile_binding
+from zonecat.domain.entity_types import ENTITY_TYPES
+from zonecat.domain.kinds import KINDS
 from zonecat.domain.manifest import (
     MAX_CEL_BYTES,
     MAX_DEPTH,
@@ -27,6 +30,7 @@ from zonecat.domain.manifest import (
     slugify,
 )
 from zonecat.domain.problems import Problem
+from zonecat.domain.schemas import check_schema, validate_instance, write_only_properties
 from zonecat.errors import BadRequest
 
 CATALOG = sorted(
@@ -240,9 +244,18 @@ def _provisioned_identifiers(text: str) -> dict[str, str]:
             {"entities": scope}
         )
         assert isinstance(attributes, dict)
+        # What the provisioner will validate: the evaluated attributes against the entity type's schema.
+        entity_type = ENTITY_TYPES[raw["entities"][name]["type"]]
+        assert validate_instance(entity_type.schema, attributes, name)[1] == []
         identifiers[name] = attributes["identifier"]
         scope[name] = {"href": f"/zones/z/x/{name}", "outputs": {"id": f"ent_{name}", **attributes}}
     return identifiers
+
+
+@pytest.mark.parametrize(("name", "text"), CATALOG)
+def test_every_catalog_package_provisions_valid_attributes(name: str, text: str) -> None:
+    identifiers = _provisioned_identifiers(text)
+    assert all(identifier.startswith("https://") for identifier in identifiers.values()), name
 
 
 def test_catalog_identifiers_are_issuers_and_api_base_urls() -> None:
@@ -401,7 +414,7 @@ def test_each_release_check_reports_its_problem(
         assert problem.message
 
 
-@pytest.mark.parametrize("name", ["Google", "2fa", "has-dash", "x" * 64, "ünïcode", ""])
+@pytest.mark.parametrize("name", ["Google", "2fa", "has-dash", "x" * 64, "ünïcode", "", "_x", "in", "null"])
 def test_invalid_entity_names(raw: dict[str, Any], name: str) -> None:
     raw["entities"][name] = {"type": "secret", "bindings": '{"identifier": "s", "name": "s"}'}
     assert fields(release_problems(raw)) == [f"manifest.entities.{name}"]
@@ -699,6 +712,21 @@ def test_input_state_of_an_unknown_kind_uses_only_the_package_schema() -> None:
     assert input_state(raw)["effective_schema"] == {"type": "object", "properties": {"a": {}}}
 
 
+# -- kinds -------------------------------------------------------------------------------------------------------
+
+
+def test_the_shipped_kinds() -> None:
+    assert set(KINDS) == {"api-server", "mcp-server", "application", "custom"}
+    for kind in KINDS.values():
+        assert check_schema(kind.schema, f"kinds.{kind.name}") == [], kind.name
+        assert kind.schema["type"] == "object"
+    assert KINDS["custom"].schema == {"type": "object"}
+    api_server = KINDS["api-server"].schema
+    assert api_server["required"] == ["client_id", "client_secret"]
+    assert write_only_properties(api_server) == frozenset({"client_secret"})
+    assert api_server["properties"]["scopes"]["items"]["type"] == "string"
+
+
 # -- slugify -----------------------------------------------------------------------------------------------------
 
 
@@ -721,8 +749,6 @@ def test_slugify(name: str, slug: str) -> None:
 
 
 def test_slugs_match_keycards_pattern() -> None:
-    import re
-
     for name, text in CATALOG:
         slug = slugify(load_manifest_text(text)["name"])
         assert re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", slug), name

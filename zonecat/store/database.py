@@ -7,6 +7,7 @@ deadlock on a lock upgrade; ``Database.read()`` is a plain read transaction (a c
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -51,6 +52,9 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # SQLite has one writer at a time, and its busy handler sleeps up to 100 ms between retries. Threads of
+        # one process therefore queue on this lock instead, and the busy handler only arbitrates between processes.
+        self._write_lock = threading.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             path = url.removeprefix("sqlite:///")
             if path and path != url:
@@ -67,9 +71,12 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """A write transaction, committed when the block ends without an exception."""
-        with self.engine.connect() as conn:
-            if self.is_sqlite:
-                conn = conn.execution_options(**{_IMMEDIATE: True})
+        if self._write_lock is None:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with self._write_lock, self.engine.connect() as conn:
+            conn = conn.execution_options(**{_IMMEDIATE: True})
             with conn.begin():
                 yield conn
 

@@ -1,0 +1,1 @@
+"""zonecat benchmarks: `python -m bench [scenario …]` (see bench/__main__.py)."""
