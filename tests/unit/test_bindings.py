@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -138,44 +137,40 @@ def test_oversize_activation_is_refused() -> None:
 # -------------------------------------------------------------------------------- hostile expressions
 
 
-def timed(source: str, activation: dict[str, object]) -> tuple[str, float]:
-    start = time.perf_counter()
+def refused(source: str, activation: dict[str, object]) -> str:
+    """The error message of an evaluation that must be refused (how fast is measured in bench/, not here)."""
     with pytest.raises(BindingEvaluationError) as info:
         evaluate(source, activation)
-    return info.value.message, time.perf_counter() - start
+    return info.value.message
 
 
-def test_nested_comprehensions_exhaust_the_budget_fast() -> None:
+def test_nested_comprehensions_exhaust_the_budget() -> None:
     source = L10
     for var in "abcd":
         source = f"{L10}.map({var}, {source})"
-    message, seconds = timed(source, {})
+    message = refused(source, {})
     assert "evaluation budget of 10,000" in message
-    assert seconds < 1.0  # measured: about 12 ms
 
 
-def test_a_huge_result_hits_the_result_cap_fast() -> None:
+def test_a_huge_result_hits_the_result_cap() -> None:
     literal = '"' + "x" * 9000 + '"'
     source = f"{L10}.map(a, {L10}.map(b, {L10}.map(c, [0, 1, 2, 3, 4, 5, 6, 7].map(d, {literal}))))"
-    message, seconds = timed(source, {})  # 72 MB of JSON if converted
+    message = refused(source, {})  # 72 MB of JSON if converted
     assert "larger than 1048576 bytes" in message
-    assert seconds < 1.0  # measured: about 15 ms, the conversion stops at the cap
 
 
 def test_repeated_concatenation_hits_the_result_cap() -> None:
     source = f"{L10}.map(a, {L10}.map(b, {L10}.map(c, pkg.big + pkg.big)))"
-    message, seconds = timed(source, {"pkg": {"big": "z" * 60_000}})  # 120 MB
+    message = refused(source, {"pkg": {"big": "z" * 60_000}})  # 120 MB
     assert "larger than" in message
-    assert seconds < 2.0  # measured: about 0.1 s
 
 
 def test_joined_giant_string_hits_the_budget() -> None:
     literal = '"' + "x" * 9000 + '"'
     inner = f"{L10}.map(c, [0, 1, 2, 3, 4, 5, 6, 7].map(d, {literal})).map(c, c.join()).join()"
     source = f"{L10}.map(a, {L10}.map(b, {inner}).join()).join()"
-    message, seconds = timed(source, {})
+    message = refused(source, {})
     assert "budget" in message
-    assert seconds < 2.0  # measured: about 0.2 s
 
 
 def test_replace_is_refused_at_compile_time() -> None:

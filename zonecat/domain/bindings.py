@@ -27,6 +27,7 @@ true in a worker process with a timeout and an address-space limit.
 from __future__ import annotations
 
 import base64
+import copy
 import datetime
 import functools
 import math
@@ -300,8 +301,10 @@ _IDENT = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
 _PUNCT = ("==", "!=", "<=", ">=", "&&", "||")
 
 
-def _tokens(source: str) -> list[_Token]:
-    return list(_scan(source))
+@functools.lru_cache(maxsize=16_384)
+def _tokens(source: str) -> tuple[_Token, ...]:
+    # Cached: release checks and the provisioner ask several questions of the same expression.
+    return tuple(_scan(source))
 
 
 def _scan(source: str) -> Iterator[_Token]:
@@ -375,6 +378,11 @@ def _uses_comprehensions(tokens: Sequence[_Token]) -> bool:
 
 def _literal(text: str) -> object:
     """The value of a CEL literal (string, number, list or map of literals), evaluated by CEL itself."""
+    return copy.deepcopy(_literal_cached(text))
+
+
+@functools.lru_cache(maxsize=16_384)
+def _literal_cached(text: str) -> object:
     return compile_binding(text, variables=()).evaluate({})
 
 
@@ -436,6 +444,11 @@ def map_literal_keys(source: str) -> list[str] | None:
 
 def referenced_entities(source: str) -> set[str]:
     """Every ``X`` in ``entities.X`` or ``entities["X"]`` outside string literals and comments; ``inputs`` excluded."""
+    return set(_referenced_entities(source))
+
+
+@functools.lru_cache(maxsize=16_384)
+def _referenced_entities(source: str) -> frozenset[str]:
     tokens = _tokens(source)
     names: set[str] = set()
     for index, token in enumerate(tokens):
@@ -456,7 +469,7 @@ def referenced_entities(source: str) -> set[str]:
                 name = literal if isinstance(literal, str) else None
         if name is not None and name != "inputs":
             names.add(name)
-    return names
+    return frozenset(names)
 
 
 _LITERAL_IDENTS = frozenset({"true", "false", "null"})
