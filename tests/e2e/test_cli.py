@@ -12,6 +12,8 @@ from click.testing import CliRunner, Result
 
 from zonecat.cli.main import main
 
+# Slugs are derived from the manifests' names ("Google Calendar API").
+CALENDAR, DRIVE, LINEAR, GITHUB = "google-calendar-api", "google-drive-api", "linear-api", "github-api"
 GOOGLE_INPUTS = ["--input", "client_id=1234567890", "--input", "client_secret=s3cret"]
 
 CUSTOM_MANIFEST = """\
@@ -27,11 +29,12 @@ inputs:
 entities:
   vault:
     type: secret
-    bindings: '{{"identifier": "cli-test-{suffix}", "name": entities.inputs.label, "data": {{"k": "v"}}}}'
+    bindings: '{{"identifier": "cli-test-{suffix}", "name": entities.inputs.label,
+      "data": {{"type": "token", "token": "t0k"}}}}'
   app:
     type: application
     bindings: '{{"identifier": "https://app-{suffix}.example", "name": entities.inputs.label,
-      "metadata": {{"secret": entities.vault.outputs.id}}}}'
+      "metadata": {{"docs_url": entities.vault.href}}}}'
 outputs:
   schema: {{type: object, properties: {{app_id: {{type: string}}}}}}
   bindings: '{{"app_id": entities.app.outputs.id}}'
@@ -72,10 +75,10 @@ def test_zone_create_and_list(server: Any) -> None:
 
 def test_package_list_and_show(server: Any, zone: str) -> None:
     slugs = {p["slug"] for p in cli_json(server, "package", "list", "--zone", zone)["items"]}
-    assert {"google-calendar", "google-drive", "linear", "github"} <= slugs
-    pkg = cli_json(server, "package", "show", "google-calendar", "--zone", zone)
-    assert pkg["slug"] == "google-calendar" and pkg["source"]["scope"] == "global"
-    text = cli(server, "package", "show", "google-calendar", "--zone", zone).stdout
+    assert {CALENDAR, DRIVE, LINEAR, GITHUB} <= slugs
+    pkg = cli_json(server, "package", "show", CALENDAR, "--zone", zone)
+    assert pkg["slug"] == CALENDAR and pkg["source"]["scope"] == "global"
+    text = cli(server, "package", "show", CALENDAR, "--zone", zone).stdout
     assert "client_id*" in text and "resource_id" in text
     assert len(cli_json(server, "package", "list", "--zone", zone, "--limit", "2")["items"]) == 2
 
@@ -84,7 +87,7 @@ def test_install_wait_shows_the_steps_and_outputs(server: Any, zone: str) -> Non
     result = cli(
         server,
         "install",
-        "google-calendar",
+        CALENDAR,
         "--zone",
         zone,
         *GOOGLE_INPUTS,
@@ -96,7 +99,7 @@ def test_install_wait_shows_the_steps_and_outputs(server: Any, zone: str) -> Non
     assert "google (provider): created" in out and "calendar (resource): created" in out
     assert "outputs" in out and "resource_id" in out and "provider_id" in out
     installs = cli_json(server, "install", "list", "--zone", zone)["items"]
-    assert [(i["package_slug"], i["status"]) for i in installs] == [("google-calendar", "active")]
+    assert [(i["package_slug"], i["status"]) for i in installs] == [(CALENDAR, "active")]
     shown = cli_json(server, "install", "show", installs[0]["id"], "--zone", zone)
     assert shown["outputs"]["resource_id"] and "client_secret" not in (shown.get("inputs") or {})
     resources = cli_json(server, "entity", "list", "--zone", zone, "--type", "resource")["items"]
@@ -106,14 +109,14 @@ def test_install_wait_shows_the_steps_and_outputs(server: Any, zone: str) -> Non
 
 def test_install_inputs_file(server: Any, zone: str, tmp_path: Path) -> None:
     inputs = tmp_path / "inputs.yaml"
-    inputs.write_text("client_id: from-file\nclient_secret: s\nscopes: [a, b]\n")
-    body = cli_json(server, "install", "linear", "--zone", zone, "--inputs-file", str(inputs), "--wait")
+    inputs.write_text("client_id: from-file\nclient_secret: s\nscopes: [read, write]\n")
+    body = cli_json(server, "install", LINEAR, "--zone", zone, "--inputs-file", str(inputs), "--wait")
     assert body["status"] == "active"
-    assert body["inputs"]["client_id"] == "from-file" and body["inputs"]["scopes"] == ["a", "b"]
+    assert body["inputs"]["client_id"] == "from-file" and body["inputs"]["scopes"] == ["read", "write"]
 
 
 def test_graph_in_every_format(server: Any, zone: str) -> None:
-    install_id = install(server, zone, "google-calendar")["id"]
+    install_id = install(server, zone, CALENDAR)["id"]
     graph = cli_json(server, "graph", install_id, "--zone", zone)
     assert {n["local_name"] for n in graph["nodes"]} == {"google", "calendar"}
     assert {(e["from"], e["to"]) for e in graph["edges"]} == {("calendar", "google")}
@@ -129,8 +132,8 @@ def test_graph_in_every_format(server: Any, zone: str) -> None:
 
 
 def test_uninstall_warns_about_a_shared_provider(server: Any, zone: str) -> None:
-    calendar = install(server, zone, "google-calendar")
-    drive = install(server, zone, "google-drive")
+    calendar = install(server, zone, CALENDAR)
+    drive = install(server, zone, DRIVE)
     assert calendar["outputs"]["provider_id"] == drive["outputs"]["provider_id"]
 
     result = cli(server, "uninstall", calendar["id"], "--zone", zone, "--wait")
@@ -159,7 +162,7 @@ def test_uninstall_warns_about_a_shared_provider(server: Any, zone: str) -> None
 
 
 def test_task_show_and_watch(server: Any, zone: str) -> None:
-    started = cli_json(server, "install", "github", "--zone", zone, *GOOGLE_INPUTS)
+    started = cli_json(server, "install", GITHUB, "--zone", zone, *GOOGLE_INPUTS)
     assert started["operation"] == "create" and started["status"] in ("pending", "running", "completed")
     watched = cli(server, "task", "watch", started["id"], "--zone", zone).stdout
     assert "outputs" in watched
@@ -180,11 +183,13 @@ def test_token_create_and_list(server: Any, zone: str) -> None:
 
     # The new token reads its zone but may not write.
     assert cli_json(server, "package", "list", "--zone", zone, token=created["token"])["items"]
-    denied = cli(server, "install", "linear", "--zone", zone, *GOOGLE_INPUTS, token=created["token"], code=1)
+    denied = cli(server, "install", LINEAR, "--zone", zone, *GOOGLE_INPUTS, token=created["token"], code=1)
     assert "forbidden:" in denied.output
 
-    text = cli(server, "token", "create", "--name", f"{name}-2").output
-    assert "shown once" in text
+    result = cli(server, "token", "create", "--name", f"{name}-2")
+    assert "shown only this once" in result.stderr
+    secret = result.stdout.strip()
+    assert cli_json(server, "zone", "list", token=secret)["items"]
 
 
 def test_package_push_and_release(server: Any, zone: str, tmp_path: Path) -> None:
@@ -225,10 +230,10 @@ def test_errors_are_shown_with_code_and_details(server: Any, zone: str) -> None:
     missing = cli(server, "install", "no-such-package", "--zone", zone, *GOOGLE_INPUTS, code=1)
     assert "not_found:" in missing.output
 
-    invalid = cli(server, "install", "google-calendar", "--zone", zone, code=1)
+    invalid = cli(server, "install", CALENDAR, "--zone", zone, code=1)
     assert "validation_error:" in invalid.output and "inputs.client_id" in invalid.output
 
-    unknown_zone = cli(server, "install", "linear", "--zone", "zon_00000000000000000000000", code=1)
+    unknown_zone = cli(server, "install", LINEAR, "--zone", "zon_00000000000000000000000", code=1)
     assert "not_found:" in unknown_zone.output
 
     bad_token = cli(server, "zone", "list", token="not-a-token", code=1)
