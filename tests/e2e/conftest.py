@@ -52,7 +52,7 @@ class Server:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 90.0) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([ZONECAT, "serve"], env=self.env(), stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
