@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from fastapi import Request
@@ -32,7 +33,7 @@ async def json_body(request: Request, max_bytes: int, *, required: bool = True) 
         ) from exc
     _check_depth(text)
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise errors.BadRequest(
             "the request body is nested too deeply", [errors.Detail("body", "nested too deeply", "bad_request")]
@@ -45,6 +46,19 @@ async def json_body(request: Request, max_bytes: int, *, required: bool = True) 
 
 
 MAX_DEPTH = 64
+
+
+def _reject_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON (RFC 8259); Python's parser would accept them and no reply could
+    carry them back."""
+    raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise json.JSONDecodeError(f"{text} is out of range", text, 0)
+    return value
 
 
 def _check_depth(text: str) -> None:

@@ -139,4 +139,10 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
         return await on_database_error(request, exc)
     log.exception("unhandled error", extra={"request_id": request_id_of(request)})
-    return error_response(request, "internal_error", "internal error; the request id identifies it in the logs")
+    # Starlette answers unhandled exceptions outside every middleware, so the request id header is set here.
+    return error_response(
+        request,
+        "internal_error",
+        "internal error; the request id identifies it in the logs",
+        headers={"X-Request-ID": request_id_of(request)},
+    )

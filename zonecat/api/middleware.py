@@ -58,12 +58,16 @@ class EdgeMiddleware:
             await send(message)
 
         length = _content_length(scope["headers"])
-        if length is not None and length > self.max_body_bytes:
-            await self._too_large(scope, request_id, send_wrapper)
-        else:
-            await self.app(scope, receive, send_wrapper)
-        elapsed = time.perf_counter() - started
-        status = status_holder["status"]
+        try:
+            if length is not None and length > self.max_body_bytes:
+                await self._too_large(scope, request_id, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
+        finally:
+            # An unhandled exception is answered (500) outside this middleware; it is still counted and logged.
+            self._record(scope, request_id, status_holder["status"], time.perf_counter() - started)
+
+    def _record(self, scope: Scope, request_id: str, status: int, elapsed: float) -> None:
         self.metrics.observe(scope["method"], status, elapsed)
         state: dict[str, Any] = scope.get("state", {})
         path: str = scope["path"]

@@ -26,6 +26,13 @@ def zone_row(conn: sa.Connection, principal: Principal, zone_id: str) -> Row:
     return row
 
 
+def absolute_url(request: Request, path: str) -> str:
+    """``path`` as an absolute URL on the request's own base: scheme, host and the prefix the app is mounted under
+    (``root_path``; ``request.base_url`` would give the outermost app's root instead)."""
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    return str(request.url.replace(path=root + path, query="", fragment=""))
+
+
 def page_request(request: Request) -> PageRequest:
     params = request.query_params
     expand = params.getlist("expand[]") + params.getlist("expand")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -57,7 +58,7 @@ def get_entity(zone_id: str, entity_id: str, principal: Auth, ctx: Ctx) -> JSONR
 
 def _register(entity_type: EntityType) -> None:
     collection = entity_type.collection
-    tag = [f"entities: {collection}"]
+    tag: list[str | Enum] = [f"entities: {collection}"]
     base = f"/zones/{{zone_id}}/{collection}"
 
     @router.post(

@@ -13,8 +13,9 @@ from zonecat.api import docs, models, views
 from zonecat.api.auth import Auth, Ctx
 from zonecat.api.bodies import json_body, require_object
 from zonecat.api.errors import request_id_of
-from zonecat.api.routes.common import page_request, request_info, zone_row
+from zonecat.api.routes.common import absolute_url, page_request, request_info, zone_row
 from zonecat.domain.manifest import Manifest
+from zonecat.domain.states import InstallStatus
 from zonecat.engine import installs as install_service
 from zonecat.engine.views import entity_href
 from zonecat.store import entities as entity_store
@@ -26,7 +27,7 @@ router = APIRouter(tags=["installs"])
 
 
 def _accepted(request: Request, zone_id: str, task: dict[str, Any], body: dict[str, Any]) -> JSONResponse:
-    location = str(request.base_url).rstrip("/") + f"/zones/{zone_id}/catalog_tasks/{task['id']}"
+    location = absolute_url(request, f"/zones/{zone_id}/catalog_tasks/{task['id']}")
     return JSONResponse(body, status_code=202, headers={"Location": location})
 
 
@@ -64,6 +65,10 @@ async def create_install(zone_id: str, request: Request, principal: Auth, ctx: C
 )
 def list_installs(zone_id: str, request: Request, principal: Auth, ctx: Ctx, status: str | None = None) -> JSONResponse:
     """List the zone's installs, newest first (deleted ones included)."""
+    if status is not None and status not in tuple(InstallStatus):
+        raise errors.BadRequest(
+            f"unknown status {status!r}", [errors.Detail("status", "unknown install status", "bad_request")]
+        )
     page_req = page_request(request)
     with ctx.db.read() as conn:
         zone_row(conn, principal, zone_id)
@@ -122,7 +127,7 @@ def get_task(zone_id: str, task_id: str, request: Request, principal: Auth, ctx:
         if row is None:
             raise errors.NotFound(f"task {task_id} not found")
         if redirect and row["status"] == "completed":
-            location = str(request.base_url).rstrip("/") + f"/zones/{zone_id}/installs/{row['install_id']}"
+            location = absolute_url(request, f"/zones/{zone_id}/installs/{row['install_id']}")
             return RedirectResponse(location, status_code=303)
         return JSONResponse(views.task_view(conn, row))
 

@@ -1,0 +1,186 @@
+"""Provisioning semantics through the API (design §6): create order, adoption, sharing, rollback, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.conftest import Api
+from tests.api.helpers import (
+    CALENDAR,
+    CREDS,
+    DRIVE,
+    GOOGLE_ISSUER,
+    assert_error,
+    create_package,
+    delete_and_wait,
+    provider_resource_manifest,
+)
+
+
+def _entities(api: Api, zone: str, query: str = "") -> list[dict[str, Any]]:
+    response = api.get(f"/zones/{zone}/entities{query}")
+    assert response.status_code == 200
+    return list(response.json()["items"])
+
+
+def _links(task: dict[str, Any]) -> dict[str, str]:
+    return {link["properties"]["local_name"]: link["rel"] for link in task["links"]}
+
+
+def test_adopts_a_pre_created_unmanaged_provider(api: Api) -> None:
+    zone = api.new_zone()
+    created = api.post(
+        f"/zones/{zone}/providers",
+        json={"identifier": GOOGLE_ISSUER, "name": "Our Google", "client_id": "ours", "client_secret": "kept"},
+    )
+    assert created.status_code == 201
+    provider = created.json()
+
+    task = api.install(zone, CALENDAR, CREDS)
+    assert task["status"] == "completed"
+    assert _links(task) == {"google": "adopted", "calendar": "created"}
+    adopted_link = next(link for link in task["links"] if link["rel"] == "adopted")
+    assert adopted_link["href"] == f"/zones/{zone}/providers/{provider['id']}"
+    assert adopted_link["titles"] == {"en": "google"}
+    assert adopted_link["properties"] == {"local_name": "google", "type": "provider"}
+    install = api.get(f"/zones/{zone}/installs/{task['install_id']}").json()
+    assert install["outputs"]["provider_id"] == provider["id"]
+    # The adopted provider was left untouched.
+    assert api.get(f"/zones/{zone}/providers/{provider['id']}").json() == provider
+    generic = api.get(f"/zones/{zone}/entities/{provider['id']}").json()
+    assert generic["managed"] is False
+    assert generic["created_by_install_id"] is None
+    assert generic["adopted_by"] == [task["install_id"]]
+    assert generic["used_by"] == [task["install_id"]]
+    # Only one provider with that issuer exists.
+    assert len(_entities(api, zone, f"?type=provider&identifier={GOOGLE_ISSUER}")) == 1
+    # While adopted, deleting it is refused.
+    assert_error(api.delete(f"/zones/{zone}/providers/{provider['id']}"), 409, "conflict")
+
+    accepted, finished = delete_and_wait(api, zone, task["install_id"])
+    assert len(accepted["warnings"]) == 1
+    warning = accepted["warnings"][0]
+    assert set(warning) == {"code", "message", "status", "path", "request_id", "timestamp", "details"}
+    assert warning["code"] == "conflict"
+    assert warning["status"] == 409
+    assert warning["path"] == f"/zones/{zone}/installs/{task['install_id']}"
+    assert "was not created by the catalog and will be preserved" in warning["message"]
+    assert warning["details"] == [{"code": "conflict", "field": "entities.google", "message": warning["message"]}]
+    assert finished["status"] == "completed"
+    assert finished["warnings"] == accepted["warnings"]
+    assert _links(finished) == {"google": "preserved", "calendar": "deleted"}
+    # The provider survives, unchanged and no longer used.
+    assert api.get(f"/zones/{zone}/providers/{provider['id']}").json() == provider
+    remaining = _entities(api, zone)
+    assert [e["id"] for e in remaining] == [provider["id"]]
+    assert remaining[0]["used_by"] == [] and remaining[0]["adopted_by"] == []
+    assert api.delete(f"/zones/{zone}/providers/{provider['id']}").status_code == 204
+
+
+def test_warning_request_id_is_the_delete_request_id(api: Api) -> None:
+    zone = api.new_zone()
+    api.post(f"/zones/{zone}/providers", json={"identifier": GOOGLE_ISSUER, "name": "G"})
+    task = api.install(zone, CALENDAR, CREDS)
+    request_id = "0b9f4c4e-7a0a-4c67-9d0b-3f8f0c3a1e11"
+    response = api.delete(
+        f"/zones/{zone}/installs/{task['install_id']}", headers={**api.auth, "X-Client-Request-ID": request_id}
+    )
+    assert response.status_code == 202
+    assert response.json()["warnings"][0]["request_id"] == request_id
+    assert response.headers["x-request-id"] == request_id
+
+
+def test_sharing_between_two_google_packages(api: Api) -> None:
+    zone = api.new_zone()
+    calendar = api.install(zone, CALENDAR, CREDS)
+    drive = api.install(zone, DRIVE, CREDS)
+    assert _links(calendar) == {"google": "created", "calendar": "created"}
+    assert _links(drive) == {"google": "shared", "drive": "created"}
+    cal_install = api.get(f"/zones/{zone}/installs/{calendar['install_id']}").json()
+    drive_install = api.get(f"/zones/{zone}/installs/{drive['install_id']}").json()
+    provider_id = cal_install["outputs"]["provider_id"]
+    assert drive_install["outputs"]["provider_id"] == provider_id
+    assert {link["rel"] for link in drive_install["links"] if link["properties"]["type"] == "provider"} == {"shared"}
+    providers = _entities(api, zone, "?type=provider")
+    assert len(providers) == 1
+    assert providers[0]["managed"] is True
+    assert providers[0]["created_by_install_id"] == calendar["install_id"]
+    assert providers[0]["used_by"] == sorted([calendar["install_id"], drive["install_id"]])
+    assert providers[0]["adopted_by"] == []
+    assert [e["identifier"] for e in _entities(api, zone, f"?install_id={drive['install_id']}")] == [
+        "https://www.googleapis.com/drive/v3",
+        GOOGLE_ISSUER,
+    ]
+
+    accepted, finished = delete_and_wait(api, zone, calendar["install_id"])
+    assert len(accepted["warnings"]) == 1
+    message = accepted["warnings"][0]["message"]
+    assert f"is still used by install {drive['install_id']}" in message
+    assert accepted["warnings"][0]["details"][0]["field"] == "entities.google"
+    assert _links(finished) == {"google": "preserved", "calendar": "deleted"}
+    assert api.get(f"/zones/{zone}/providers/{provider_id}").status_code == 200
+    assert [e["type"] for e in _entities(api, zone)] == ["resource", "provider"]
+    assert _entities(api, zone, "?type=provider")[0]["used_by"] == [drive["install_id"]]
+
+    accepted, finished = delete_and_wait(api, zone, drive["install_id"])
+    assert accepted["warnings"] == []
+    assert _links(finished) == {"google": "deleted", "drive": "deleted"}
+    assert_error(api.get(f"/zones/{zone}/providers/{provider_id}"), 404, "not_found")
+    assert _entities(api, zone) == []
+
+
+def test_rollback_on_a_runtime_binding_error(api: Api) -> None:
+    zone = api.new_zone()
+    adopted = api.post(f"/zones/{zone}/providers", json={"identifier": "https://adopt.example", "name": "Mine"})
+    assert adopted.status_code == 201
+    manifest = provider_resource_manifest(
+        "Half Built",
+        "https://half.example",
+        '{"identifier": entities.inputs.missing_key, "name": "R", "credential_provider_id": entities.prov.outputs.id}',
+    )
+    manifest["entities"]["mine"] = {
+        "type": "provider",
+        "bindings": '{"identifier": "https://adopt.example", "name": "X"}',
+    }
+    manifest["entities"]["res"]["links"].append({"rel": "depends-on", "href": "#mine"})
+    package = create_package(api, zone, manifest)
+    task = api.install(zone, package["id"])
+    assert task["status"] == "failed"
+    assert "res" in task["error_message"]
+    assert "missing_key" in task["error_message"]
+    install = api.get(f"/zones/{zone}/installs/{task['install_id']}").json()
+    assert install["status"] == "failed"
+    assert install["links"] == []
+    assert "outputs" not in install
+    # Only the pre-existing provider remains, untouched and unused.
+    remaining = _entities(api, zone)
+    assert [e["id"] for e in remaining] == [adopted.json()["id"]]
+    assert remaining[0]["used_by"] == []
+    assert api.get(f"/zones/{zone}/providers/{adopted.json()['id']}").json() == adopted.json()
+    # The events show each step, the failure and the rollback.
+    events = api.get(f"/zones/{zone}/catalog_tasks/{task['id']}/events").json()["items"]
+    kinds = [(e["kind"], e["local_name"], e["action"]) for e in events if e["kind"] != "status"]
+    assert ("step_done", "prov", "created") in kinds
+    assert ("step_done", "mine", "adopted") in kinds
+    assert ("step_failed", "res", None) in kinds
+    failed_at = kinds.index(("step_failed", "res", None))
+    assert ("step_done", "prov", "rolled_back") in kinds[failed_at:]
+    assert [e["status"] for e in events if e["kind"] == "status"] == ["pending", "running", "failed"]
+
+
+def test_rollback_on_an_attribute_that_fails_the_type_schema(api: Api) -> None:
+    zone = api.new_zone()
+    manifest = provider_resource_manifest(
+        "Bad Name Resource",
+        "https://noname.example",
+        '{"identifier": "https://noname.example/api", "name": size("abc"),'
+        ' "credential_provider_id": entities.prov.outputs.id}',
+    )
+    package = create_package(api, zone, manifest)
+    task = api.install(zone, package["id"])
+    assert task["status"] == "failed"
+    assert "'res'" in task["error_message"]
+    assert "entities.res.name" in task["error_message"]
+    assert api.get(f"/zones/{zone}/installs/{task['install_id']}").json()["status"] == "failed"
+    assert _entities(api, zone) == []
+    assert api.get(f"/zones/{zone}/providers").json()["items"] == []

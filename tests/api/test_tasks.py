@@ -1,0 +1,205 @@
+"""Catalog tasks: the 200/303 rule, task lists with filters, ordered events, the install graph."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import Api
+from tests.api.helpers import (
+    CALENDAR,
+    CREDS,
+    LINEAR,
+    assert_error,
+    create_package,
+    delete_and_wait,
+    pause_worker,
+    run_due_tasks,
+    simple_manifest,
+    start_install,
+)
+from zonecat.api.app import create_app
+from zonecat.api.context import AppContext, RateLimiter
+
+
+def test_pending_task_is_200_and_completed_task_redirects(api: Api) -> None:
+    zone = api.new_zone()
+    pause_worker(api)
+    task = start_install(api, zone, CALENDAR, CREDS).json()
+    path = f"/zones/{zone}/catalog_tasks/{task['id']}"
+    pending = api.get(path, follow_redirects=False)
+    assert pending.status_code == 200
+    assert pending.json()["status"] == "pending"
+    assert pending.json()["id"] == task["id"]
+    assert pending.json()["links"] == []
+
+    assert run_due_tasks(api) == 1
+    completed = api.get(path, follow_redirects=False)
+    assert completed.status_code == 303
+    assert completed.headers["location"] == f"http://testserver/zones/{zone}/installs/{task['install_id']}"
+    # Following the redirect lands on the install.
+    followed = api.get(path, follow_redirects=True)
+    assert followed.status_code == 200
+    assert followed.json()["id"] == task["install_id"]
+    assert followed.json()["status"] == "active"
+
+    for flag in ("false", "0"):
+        plain = api.get(f"{path}?redirect={flag}", follow_redirects=False)
+        assert plain.status_code == 200
+        assert plain.json()["status"] == "completed"
+        assert [link["rel"] for link in plain.json()["links"]] == ["created", "created"]
+
+    # A completed delete task redirects to the (deleted) install, too.
+    accepted = delete_with_driver(api, zone, task["install_id"])
+    redirect = api.get(f"/zones/{zone}/catalog_tasks/{accepted}", follow_redirects=False)
+    assert redirect.status_code == 303
+    assert redirect.headers["location"].endswith(f"/zones/{zone}/installs/{task['install_id']}")
+    assert api.get(redirect.headers["location"]).json()["status"] == "deleted"
+
+
+def delete_with_driver(api: Api, zone: str, install_id: str) -> str:
+    """Delete an install while the worker is paused, running its task here; returns the task id."""
+    response = api.delete(f"/zones/{zone}/installs/{install_id}")
+    assert response.status_code == 202
+    assert run_due_tasks(api) == 1
+    return str(response.json()["id"])
+
+
+def test_redirect_location_keeps_the_base_url(api: Api) -> None:
+    zone = api.new_zone()
+    task = api.install(zone, CALENDAR, CREDS)
+    response = api.client.get(
+        f"https://api.example.org:8443/zones/{zone}/catalog_tasks/{task['id']}",
+        headers=api.auth,
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == f"https://api.example.org:8443/zones/{zone}/installs/{task['install_id']}"
+
+
+def test_locations_keep_the_prefix_the_app_is_mounted_under(api: Api) -> None:
+    parent = FastAPI()
+    ctx = AppContext(db=api.db, settings=api.worker.settings, limiter=RateLimiter(0, 1), wake_worker=api.worker.wake)
+    parent.mount("/api", create_app(ctx))
+    zone = api.new_zone()
+    with TestClient(parent, base_url="https://catalog.example") as client:
+        response = client.post(
+            f"/api/zones/{zone}/installs", headers=api.auth, json={"package_id": CALENDAR, "inputs": CREDS}
+        )
+        assert response.status_code == 202
+        task = response.json()
+        assert response.headers["location"] == f"https://catalog.example/api/zones/{zone}/catalog_tasks/{task['id']}"
+        api.wait_task(zone, task["id"])
+        redirect = client.get(response.headers["location"], headers=api.auth, follow_redirects=False)
+        assert redirect.status_code == 303
+        assert redirect.headers["location"] == f"https://catalog.example/api/zones/{zone}/installs/{task['install_id']}"
+        followed = client.get(response.headers["location"], headers=api.auth)
+        assert followed.status_code == 200
+        assert followed.json()["id"] == task["install_id"]
+
+
+def test_failed_task_is_200(api: Api) -> None:
+    zone = api.new_zone()
+    manifest = simple_manifest("Broken At Runtime")
+    manifest["entities"]["app"]["bindings"] = '{"identifier": entities.inputs.missing_key, "name": "n"}'
+    package = create_package(api, zone, manifest)
+    task = api.install(zone, package["id"], {"app_name": "x"})
+    response = api.get(f"/zones/{zone}/catalog_tasks/{task['id']}", follow_redirects=False)
+    assert response.status_code == 200
+    assert response.json()["status"] == "failed"
+    assert "app" in response.json()["error_message"]
+
+
+def test_unknown_task_is_404(api: Api) -> None:
+    zone = api.new_zone()
+    for path in (f"/zones/{zone}/catalog_tasks/tsk_nope", f"/zones/{zone}/catalog_tasks/tsk_nope/events"):
+        assert_error(api.get(path), 404, "not_found", path)
+    # A task of another zone is not found here either.
+    other = api.new_zone()
+    task = api.install(other, CALENDAR, CREDS)
+    assert_error(api.get(f"/zones/{zone}/catalog_tasks/{task['id']}"), 404, "not_found")
+
+
+def test_task_list_filters(api: Api) -> None:
+    zone = api.new_zone()
+    calendar = api.install(zone, CALENDAR, CREDS)
+    linear = api.install(zone, LINEAR, CREDS)
+    _, deleted = delete_and_wait(api, zone, linear["install_id"])
+    bad = create_package(api, zone, simple_manifest("Doomed"))
+    manifest = simple_manifest("Doomed")
+    manifest["entities"]["app"]["bindings"] = '{"identifier": entities.inputs.nope, "name": "n"}'
+    api.put(f"/zones/{zone}/packages/{bad['id']}/draft", json={"manifest": manifest})
+    api.post(f"/zones/{zone}/packages/{bad['id']}/versions")
+    failed = api.install(zone, bad["id"], {"app_name": "x"})
+    assert failed["status"] == "failed"
+
+    def ids(query: str) -> list[str]:
+        response = api.get(f"/zones/{zone}/catalog_tasks{query}")
+        assert response.status_code == 200, response.text
+        assert set(response.json()) == {"items", "pagination"}
+        return [item["id"] for item in response.json()["items"]]
+
+    everything = [failed["id"], deleted["id"], linear["id"], calendar["id"]]
+    assert ids("") == everything
+    assert ids(f"?install_id={linear['install_id']}") == [deleted["id"], linear["id"]]
+    assert ids("?operation=delete") == [deleted["id"]]
+    assert ids("?operation=create") == [failed["id"], linear["id"], calendar["id"]]
+    assert ids("?status=failed") == [failed["id"]]
+    assert ids("?status=completed&operation=create") == [linear["id"], calendar["id"]]
+    assert ids("?status=pending") == []
+    assert ids("?install_id=ins_nothing") == []
+    counted = api.get(f"/zones/{zone}/catalog_tasks?expand[]=total_count&status=completed").json()
+    assert counted["pagination"]["total_count"] == 3
+    assert_error(api.get(f"/zones/{zone}/catalog_tasks?status=done"), 400, "bad_request")
+    assert_error(api.get(f"/zones/{zone}/catalog_tasks?operation=update"), 400, "bad_request")
+
+
+def test_events_are_ordered_in_topological_order(api: Api) -> None:
+    zone = api.new_zone()
+    task = api.install(zone, CALENDAR, CREDS)
+    response = api.get(f"/zones/{zone}/catalog_tasks/{task['id']}/events")
+    assert response.status_code == 200
+    events = response.json()["items"]
+    seqs = [event["seq"] for event in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert all(event["task_id"] == task["id"] for event in events)
+    statuses = [event["status"] for event in events if event["kind"] == "status"]
+    assert statuses == ["pending", "running", "completed"]
+    steps = [(event["kind"], event["local_name"]) for event in events if event["kind"].startswith("step")]
+    # The provider comes before the resource that links to it.
+    assert steps == [
+        ("step_started", "google"),
+        ("step_done", "google"),
+        ("step_started", "calendar"),
+        ("step_done", "calendar"),
+    ]
+    done = [event for event in events if event["kind"] == "step_done"]
+    assert [event["action"] for event in done] == ["created", "created"]
+    assert [event["entity_type"] for event in done] == ["provider", "resource"]
+    assert events[0]["kind"] == "status" and events[-1]["kind"] == "status"
+    # Paging through events by sequence number.
+    first = api.get(f"/zones/{zone}/catalog_tasks/{task['id']}/events?limit=2").json()
+    assert [event["seq"] for event in first["items"]] == seqs[:2]
+    rest = api.get(
+        f"/zones/{zone}/catalog_tasks/{task['id']}/events?after={first['pagination']['after_cursor']}"
+    ).json()
+    assert [event["seq"] for event in rest["items"]] == seqs[2:]
+
+
+def test_install_graph(api: Api) -> None:
+    zone = api.new_zone()
+    task = api.install(zone, CALENDAR, CREDS)
+    install = api.get(f"/zones/{zone}/installs/{task['install_id']}").json()
+    response = api.get(f"/zones/{zone}/installs/{task['install_id']}/graph")
+    assert response.status_code == 200
+    graph = response.json()
+    assert graph["install_id"] == task["install_id"]
+    assert graph["status"] == "active"
+    assert [node["local_name"] for node in graph["nodes"]] == ["google", "calendar"]
+    nodes = {node["local_name"]: node for node in graph["nodes"]}
+    assert nodes["google"]["type"] == "provider"
+    assert nodes["google"]["entity_id"] == install["outputs"]["provider_id"]
+    assert nodes["google"]["action"] == "created"
+    assert nodes["calendar"]["identifier"] == "https://www.googleapis.com/calendar/v3"
+    assert graph["edges"] == [{"from": "calendar", "to": "google", "rel": "credential-provider"}]
+    assert_error(api.get(f"/zones/{zone}/installs/ins_nope/graph"), 404, "not_found")
