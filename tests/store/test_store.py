@@ -372,3 +372,25 @@ def test_paging_past_the_end_can_turn_back(db: Database) -> None:
         oldest = PageRequest.parse(1, None, None)
         newest_first = zone_store.list_zones(conn, ORG, None, oldest)
     assert newest_first.items[0]["id"] == max(ids)
+
+
+def test_deleting_a_zone_removes_everything_in_it(db: Database) -> None:
+    zone_id, kept_zone = zone(db, "doomed"), zone(db, "kept")
+    install = install_row(zone_id, status="deleted")
+    task = task_row(zone_id, install["id"], status="completed")
+    with db.write() as conn:
+        package_store.insert_package(conn, package_row(zone_id, "local"))
+        install_store.insert_install(conn, install)
+        task_store.insert_task(conn, task)
+        task_store.append_event(conn, task["id"], 1, "status", status="completed")
+        entity_store.insert_entity(conn, entity_row(zone_id, "https://unmanaged.example", managed=False))
+        entity_store.insert_entity(conn, entity_row(kept_zone, "https://unmanaged.example", managed=False))
+        zone_store.delete_zone(conn, zone_id)
+    with db.read() as conn:
+        assert zone_store.get_zone(conn, ORG, zone_id) is None
+        assert not package_store.slug_taken(conn, ORG, zone_id, "local")
+        assert install_store.install_by_id(conn, install["id"]) is None
+        assert task_store.task_by_id(conn, task["id"]) is None
+        assert task_store.list_events(conn, task["id"], 0, 10) == []
+        assert entity_store.by_natural_key(conn, zone_id, "provider", "https://unmanaged.example") is None
+        assert entity_store.by_natural_key(conn, kept_zone, "provider", "https://unmanaged.example") is not None

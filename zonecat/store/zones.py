@@ -8,7 +8,18 @@ import sqlalchemy as sa
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
-from zonecat.store.schema import installs, tokens, zones
+from zonecat.store.schema import (
+    entities,
+    entity_uses,
+    idempotency_keys,
+    installs,
+    package_versions,
+    packages,
+    task_events,
+    tasks,
+    tokens,
+    zones,
+)
 
 Row = dict[str, Any]
 
@@ -41,6 +52,17 @@ def update_zone(conn: sa.Connection, zone_id: str, changes: Row) -> None:
 
 
 def delete_zone(conn: sa.Connection, zone_id: str) -> None:
+    """Delete the zone and everything in it. The caller has checked that every install is deleted."""
+    zone_tasks = sa.select(tasks.c.id).where(tasks.c.zone_id == zone_id)
+    zone_packages = sa.select(packages.c.id).where(packages.c.zone_key == zone_id)
+    conn.execute(task_events.delete().where(task_events.c.task_id.in_(zone_tasks)))
+    conn.execute(tasks.delete().where(tasks.c.zone_id == zone_id))
+    conn.execute(entity_uses.delete().where(entity_uses.c.zone_id == zone_id))
+    conn.execute(entities.delete().where(entities.c.zone_id == zone_id))
+    conn.execute(installs.delete().where(installs.c.zone_id == zone_id))
+    conn.execute(package_versions.delete().where(package_versions.c.package_id.in_(zone_packages)))
+    conn.execute(packages.delete().where(packages.c.zone_key == zone_id))
+    conn.execute(idempotency_keys.delete().where(idempotency_keys.c.path.like(f"/zones/{zone_id}/%")))
     conn.execute(zones.delete().where(zones.c.id == zone_id))
 
 
