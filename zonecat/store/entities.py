@@ -13,9 +13,18 @@ from zonecat.store.schema import entities, entity_uses
 Row = dict[str, Any]
 
 
+def _insert(conn: sa.Connection, table: sa.Table, row: Row) -> None:
+    # Parameters rather than ``.values(**row)``: the compiled INSERT is cached and reused on every entity step.
+    # Unlike ``.values()``, parameters silently ignore unknown keys, so they are refused here.
+    unknown = set(row) - set(table.c.keys())
+    if unknown:
+        raise TypeError(f"{table.name} has no columns {sorted(unknown)}")
+    conn.execute(table.insert(), row)
+
+
 def insert_entity(conn: sa.Connection, row: Row) -> None:
     """Insert; raises ``sqlalchemy.exc.IntegrityError`` when the natural key is taken."""
-    conn.execute(entities.insert().values(**row))
+    _insert(conn, entities, row)
 
 
 def get_entity(conn: sa.Connection, zone_id: str, entity_id: str, lock: bool = False) -> Row | None:
@@ -66,7 +75,7 @@ def delete_entity(conn: sa.Connection, entity_id: str) -> None:
 
 
 def insert_use(conn: sa.Connection, row: Row) -> None:
-    conn.execute(entity_uses.insert().values(**row))
+    _insert(conn, entity_uses, row)
 
 
 def use_of(conn: sa.Connection, install_id: str, local_name: str) -> Row | None:

@@ -78,7 +78,7 @@ def claim(conn: sa.Connection, worker_id: str, now: int, lease_ms: int) -> Row |
         sa.and_(tasks.c.status == "running", tasks.c.locked_until_ms < now),
     )
     candidate = (
-        sa.select(tasks.c.id, tasks.c.status, tasks.c.locked_by)
+        sa.select(tasks.c.id, tasks.c.status, tasks.c.locked_by, tasks.c.locked_until_ms)
         .where(due)
         .order_by(tasks.c.run_after_ms, tasks.c.id)
         .limit(1)
@@ -104,16 +104,33 @@ def claim(conn: sa.Connection, worker_id: str, now: int, lease_ms: int) -> Row |
     if row is not None:
         row["previous_status"] = found.status
         row["previous_owner"] = found.locked_by
+        # 0: the previous owner gave the task back (graceful stop); else its lease ran out (it died).
+        row["previous_released"] = found.status == "running" and found.locked_until_ms == 0
     return row
+
+
+# Built once: the lease is renewed on every entity step, so the statement is reused rather than rebuilt.
+_RENEW = (
+    tasks.update()
+    .where(
+        tasks.c.id == sa.bindparam("task_id"),
+        tasks.c.status == "running",
+        tasks.c.locked_by == sa.bindparam("worker_id"),
+    )
+    .values(locked_until_ms=sa.bindparam("until"))
+)
+_NEXT_SEQ = (
+    tasks.update()
+    .where(tasks.c.id == sa.bindparam("task_id"))
+    .values(event_seq=tasks.c.event_seq + 1)
+    .returning(tasks.c.event_seq)
+)
+_EVENT_COLUMNS = ("status", "local_name", "entity_type", "action", "entity_id", "href", "message")
 
 
 def renew_lease(conn: sa.Connection, task_id: str, worker_id: str, now: int, lease_ms: int) -> bool:
     """Extend the lease; False when this worker no longer owns the running task."""
-    result = conn.execute(
-        tasks.update()
-        .where(tasks.c.id == task_id, tasks.c.status == "running", tasks.c.locked_by == worker_id)
-        .values(locked_until_ms=now + lease_ms)
-    )
+    result = conn.execute(_RENEW, {"task_id": task_id, "worker_id": worker_id, "until": now + lease_ms})
     return result.rowcount == 1
 
 
@@ -139,11 +156,12 @@ def update_owned(conn: sa.Connection, task_id: str, worker_id: str, now: int, **
 
 def append_event(conn: sa.Connection, task_id: str, now: int, kind: str, **fields: Any) -> int:
     """Append one event; its ``seq`` is the task's next (the task row's counter serialises writers)."""
-    result = conn.execute(
-        tasks.update().where(tasks.c.id == task_id).values(event_seq=tasks.c.event_seq + 1).returning(tasks.c.event_seq)
-    )
-    seq = int(result.scalar_one())
-    conn.execute(task_events.insert().values(task_id=task_id, seq=seq, created_at_ms=now, kind=kind, **fields))
+    unknown = set(fields) - set(_EVENT_COLUMNS)
+    if unknown:
+        raise TypeError(f"unknown event fields: {sorted(unknown)}")
+    seq = int(conn.execute(_NEXT_SEQ, {"task_id": task_id}).scalar_one())
+    row = {name: fields.get(name) for name in _EVENT_COLUMNS}
+    conn.execute(task_events.insert(), {"task_id": task_id, "seq": seq, "created_at_ms": now, "kind": kind, **row})
     return seq
 
 

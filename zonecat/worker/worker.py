@@ -84,8 +84,9 @@ class Worker:
                 return False
             resumed = task.pop("previous_status") == "running"
             previous_owner = task.pop("previous_owner")
+            how = "released it" if task.pop("previous_released") else "let its lease expire"
             message = (
-                f"resumed by {self.worker_id} after the lease of {previous_owner} expired (attempt {task['attempts']})"
+                f"resumed by {self.worker_id} after {previous_owner} {how} (attempt {task['attempts']})"
                 if resumed
                 else f"claimed by {self.worker_id}"
             )
