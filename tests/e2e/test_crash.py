@@ -278,11 +278,6 @@ def test_a_resumed_task_survives_a_second_kill(crash_server: Server) -> None:
     assert sorted(e["identifier"] for e in mine) == [f"chain-{i:04d}" for i in range(count)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="zonecat serve: uvicorn re-raises SIGTERM when server.run() returns, so the process dies before "
-    "the `finally` that stops the workers; the task waits for its lease to expire instead of being released",
-)
 def test_graceful_stop_hands_the_task_back_at_once(tmp_path: Path) -> None:
     # A lease far longer than the test: the restarted server can only pick the task up quickly if the stopped
     # one gave its lease back.

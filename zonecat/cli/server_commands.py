@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
+import socket
 import sys
 import threading
 from typing import Any
@@ -65,24 +67,34 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
     app = create_app(ctx)
     for thread in threads:
         thread.start()
+
+    def stop_workers() -> None:
+        """Stop taking tasks; each worker finishes its current entity step and hands its task back."""
+        ctx.shutting_down.set()
+        for item in workers:
+            item.stop()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    class Server(uvicorn.Server):
+        # uvicorn re-raises SIGTERM/SIGINT once run() returns, which kills the process before any code after it
+        # runs: the workers are stopped inside the shutdown sequence itself.
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)
+            await asyncio.to_thread(stop_workers)
+            log.info("stopped")
+
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False, timeout_graceful_shutdown=10
     )
-    server = uvicorn.Server(config)
     log.info(
         "serving", extra={"host": settings.host, "port": settings.port, "database": db.engine.url.render_as_string()}
     )
     try:
-        server.run()
+        Server(config).run()
     finally:
-        # uvicorn handled SIGTERM/SIGINT: stop taking tasks, let each worker finish its current step.
-        ctx.shutting_down.set()
-        for worker in workers:
-            worker.stop()
-        for thread in threads:
-            thread.join(timeout=30)
+        stop_workers()  # also when run() returned on its own (e.g. the port was taken)
         db.dispose()
-        log.info("stopped")
 
 
 @click.command()
