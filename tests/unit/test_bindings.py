@@ -341,3 +341,22 @@ def test_effective_bindings_literals_paths_and_expressions() -> None:
 
 def test_effective_bindings_is_none_without_a_map_literal() -> None:
     assert effective_bindings("pkg.inputs") is None
+
+
+def test_evaluation_errors_redact_values_of_the_activation() -> None:
+    from zonecat.domain.bindings import BindingEvaluationError, compile_binding
+
+    activation = {"entities": {"inputs": {"secret": "hunter2-secret", "short": "ab", "pattern": "[(secret"}}}
+    cases = {
+        '{"a": 1}[entities.inputs.secret]': "hunter2-secret",
+        '{"a": 1}[entities.inputs.short]': "'ab'",
+        '"x".matches(entities.inputs.pattern)': "[(secret",
+    }
+    for source, leaked in cases.items():
+        with pytest.raises(BindingEvaluationError) as caught:
+            compile_binding(source, variables=["entities"]).evaluate(activation)
+        assert leaked not in caught.value.message, caught.value.message
+        assert "<redacted>" in caught.value.message
+    with pytest.raises(BindingEvaluationError) as caught:
+        compile_binding("entities.inputs.missing", variables=["entities"]).evaluate(activation)
+    assert caught.value.message == "no such key: 'missing'"

@@ -395,3 +395,32 @@ def test_write_only_properties() -> None:
     assert write_only_properties(INPUTS) == frozenset({"client_secret"})
     assert write_only_properties({"properties": {"a": {"writeOnly": False}}}) == frozenset()
     assert write_only_properties({}) == frozenset()
+
+
+def test_strip_write_only_follows_properties_items_and_additional_properties() -> None:
+    from zonecat.domain.schemas import strip_write_only
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "top": {"type": "string", "writeOnly": True},
+            "nested": {"type": "object", "properties": {"s": {"type": "string", "writeOnly": True}}},
+            "list": {"type": "array", "items": {"type": "object", "properties": {"v": {"writeOnly": True}}}},
+            "all_secret": {"type": "array", "items": {"type": "string", "writeOnly": True}},
+            "plain": {"type": "string"},
+        },
+        "additionalProperties": {"type": "object", "properties": {"k": {"writeOnly": True}}},
+    }
+    value = {
+        "top": "x",
+        "nested": {"s": "y", "t": 1},
+        "list": [{"v": 1, "w": 2}],
+        "all_secret": ["a"],
+        "plain": "p",
+        "extra": {"k": 1, "j": 2},
+    }
+    public, removed = strip_write_only(schema, value)
+    assert removed
+    assert public == {"nested": {"t": 1}, "list": [{"w": 2}], "all_secret": [], "plain": "p", "extra": {"j": 2}}
+    assert value["top"] == "x" and value["nested"] == {"s": "y", "t": 1}  # not modified
+    assert strip_write_only(schema, {"plain": "p"}) == ({"plain": "p"}, False)

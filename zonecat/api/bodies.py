@@ -33,7 +33,7 @@ async def json_body(request: Request, max_bytes: int, *, required: bool = True) 
         ) from exc
     _check_depth(text)
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise errors.BadRequest(
             "the request body is nested too deeply", [errors.Detail("body", "nested too deeply", "bad_request")]
@@ -43,6 +43,33 @@ async def json_body(request: Request, max_bytes: int, *, required: bool = True) 
             "the request body is not valid JSON",
             [errors.Detail("body", f"{exc.msg} at line {exc.lineno} column {exc.colno}", "bad_request")],
         ) from exc
+    if "\\u0000" in text:
+        _reject_nul(value, "body")
+    return value
+
+
+def _reject_nul(value: Any, at: str) -> None:
+    """Refuse NUL characters (``\\u0000``) in strings and keys: PostgreSQL text cannot store them, and no name,
+    identifier or secret needs one."""
+    stack: list[tuple[Any, str]] = [(value, at)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise errors.BadRequest(
+                    "the request body contains a NUL character (\\u0000) in a string",
+                    [errors.Detail(path, "contains a NUL character", "bad_request")],
+                )
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                if "\x00" in key:
+                    raise errors.BadRequest(
+                        "the request body contains a NUL character (\\u0000) in a key",
+                        [errors.Detail(path, "a key contains a NUL character", "bad_request")],
+                    )
+                stack.append((sub, f"{path}.{key}" if path != "body" else key))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{path}[{index}]") for index, sub in enumerate(item))
 
 
 MAX_DEPTH = 64

@@ -138,6 +138,9 @@ async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
         return await on_database_error(request, exc)
+    if isinstance(exc, sa.exc.StatementError):
+        # Its text would carry the statement's bound parameters: write-only inputs and attributes among them.
+        exc.hide_parameters = True
     log.exception("unhandled error", extra={"request_id": request_id_of(request)})
     # Starlette answers unhandled exceptions outside every middleware, so the request id header is set here.
     return error_response(

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from zonecat.clock import rfc3339
 from zonecat.domain import manifest as manifests
+from zonecat.domain import schemas
 from zonecat.engine.views import entity_href, entity_read
 from zonecat.store import entities as entity_store
 from zonecat.store import packages as package_store
@@ -126,6 +127,17 @@ def install_links(conn: sa.Connection, install_id: str) -> list[JSON]:
     ]
 
 
+def _public_outputs(conn: sa.Connection, row: Row) -> Any:
+    """The install's outputs without what the package's output schema marks ``writeOnly`` (never returned)."""
+    version = package_store.find_version(conn, row["package_id"], row["version_id"])
+    outputs_section = version["manifest"].get("outputs") if version is not None else None
+    schema = outputs_section.get("schema") if isinstance(outputs_section, dict) else None
+    if not isinstance(schema, dict):
+        return row["outputs"]
+    public, _ = schemas.strip_write_only(schema, row["outputs"])
+    return public
+
+
 def install_view(conn: sa.Connection, row: Row, with_links: bool = True) -> JSON:
     body: JSON = {
         "id": row["id"],
@@ -140,7 +152,7 @@ def install_view(conn: sa.Connection, row: Row, with_links: bool = True) -> JSON
         "zone_id": row["zone_id"],
     }
     if row["outputs"] is not None:
-        body["outputs"] = row["outputs"]
+        body["outputs"] = _public_outputs(conn, row)
     if with_links:
         body["links"] = install_links(conn, row["id"])
     return body

@@ -113,9 +113,9 @@ class Binding:
         try:
             value = self._expression.eval(data=data)
         except Exception as exc:  # cel-cpp raises RuntimeError for aborted evaluations (iteration budget)
-            raise BindingEvaluationError(_evaluation_message(str(exc))) from None
+            raise BindingEvaluationError(_redacted(_evaluation_message(str(exc)), data)) from None
         if value.type() == cel.Type.ERROR:
-            raise BindingEvaluationError(_evaluation_message(str(value.value())))
+            raise BindingEvaluationError(_redacted(_evaluation_message(str(value.value())), data))
         budget = _Budget(MAX_RESULT_BYTES)
         try:
             return _to_json(value, budget, "result")
@@ -198,6 +198,35 @@ def _evaluation_message(text: str) -> str:
     match = re.match(r'Key not found in map : "?(.*?)"?$', message)
     if match:
         return f"no such key: {match[1]!r}"
+    return message
+
+
+REDACTED = "<redacted>"
+
+
+def _redacted(message: str, data: Mapping[str, object]) -> str:
+    """``message`` with every string value of the activation replaced by ``<redacted>``.
+
+    CEL quotes the values it fails on (``no such key: '…'`` for a dynamic lookup, the pattern of ``matches``), and
+    the activation holds write-only inputs; the binding layer cannot tell which value is a secret, so none is shown.
+    """
+    values: set[str] = set()
+    stack: list[object] = list(data.values())
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if item:
+                values.add(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) >= 4:
+            message = message.replace(value, REDACTED)
+        else:  # a short value is replaced only where quoted, so that it cannot garble the words of the message
+            for quote in ("'", '"'):
+                message = message.replace(f"{quote}{value}{quote}", f"{quote}{REDACTED}{quote}")
     return message
 
 

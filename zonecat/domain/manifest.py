@@ -74,6 +74,8 @@ MAX_DEPTH: Final = 64
 
 MAX_NAME_LENGTH: Final = 128
 MAX_SLUG_LENGTH: Final = 63
+# Kind names are short (``api-server``); the packages table stores the kind in 64 characters.
+MAX_KIND_LENGTH: Final = 64
 MAX_ENTITY_NAME_LENGTH: Final = 63
 
 ENTITY_NAME_PATTERN: Final = re.compile(r"[a-z][a-z0-9_]*")
@@ -297,8 +299,11 @@ def _draft_problems(raw: object, *, max_manifest_bytes: int, max_entities: int) 
         problems.append(Problem("manifest.name", "is required and must be a string"))
     elif not 1 <= len(name) <= MAX_NAME_LENGTH:
         problems.append(Problem("manifest.name", f"must be 1 to {MAX_NAME_LENGTH} characters long"))
-    if not isinstance(raw.get("kind"), str):
+    kind = raw.get("kind")
+    if not isinstance(kind, str):
         problems.append(Problem("manifest.kind", "is required and must be a string"))
+    elif not 1 <= len(kind) <= MAX_KIND_LENGTH:
+        problems.append(Problem("manifest.kind", f"must be 1 to {MAX_KIND_LENGTH} characters long"))
     # Checked before anything encodes or walks the value recursively: API bodies arrive here without passing
     # through load_manifest_text.
     problem = _json_problem(raw)

@@ -318,3 +318,36 @@ def write_only_properties(schema: Mapping[str, Any]) -> frozenset[str]:
     if not isinstance(properties, dict):
         return frozenset()
     return frozenset(name for name, sub in properties.items() if isinstance(sub, dict) and sub.get("writeOnly") is True)
+
+
+def strip_write_only(schema: Mapping[str, Any], value: object) -> tuple[object, bool]:
+    """``value`` without the parts its schema marks ``writeOnly``, at any depth; and whether anything was removed.
+
+    Follows ``properties``, ``additionalProperties`` and ``items``. A list whose items are write-only becomes ``[]``.
+    ``value`` is not modified.
+    """
+    if isinstance(value, dict):
+        properties = schema.get("properties")
+        properties = properties if isinstance(properties, dict) else {}
+        extra = schema.get("additionalProperties")
+        public: dict[str, Any] = {}
+        removed = False
+        for name, item in value.items():
+            sub = properties.get(name) if name in properties else extra
+            if not isinstance(sub, dict):
+                public[name] = item
+            elif sub.get("writeOnly") is True:
+                removed = True
+            else:
+                public[name], inner = strip_write_only(sub, item)
+                removed = removed or inner
+        return public, removed
+    if isinstance(value, list):
+        items = schema.get("items")
+        if not isinstance(items, dict):
+            return value, False
+        if items.get("writeOnly") is True:
+            return [], bool(value)
+        stripped = [strip_write_only(items, item) for item in value]
+        return [item for item, _ in stripped], any(inner for _, inner in stripped)
+    return value, False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,10 @@ from zonecat.store import tasks as task_store
 from zonecat.store.database import Database
 
 Row = dict[str, Any]
+log = logging.getLogger("zonecat.task")
 IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
+# Keycard's PackageVersion.version is an int32; anything larger could not name a version (and overflows SQL).
+MAX_VERSION = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,48 @@ def effective_input_schema(manifest: Row) -> Row:
     return schemas.merge_schemas(kind.schema if kind else {}, package_schema)
 
 
+def _log_created(task: Row) -> None:
+    """The task's first transition (design §2): one log line when it is created ``pending``. No inputs."""
+    log.info(
+        "task pending",
+        extra={
+            "task_id": task["id"],
+            "install_id": task["install_id"],
+            "operation": task["operation"],
+            "status": "pending",
+            "zone": task["zone_id"],
+        },
+    )
+
+
+def _replay_after_race(db: Database, principal: Principal, info: RequestInfo) -> Row | None:
+    """After an insert lost a race on its idempotency key (PostgreSQL: both requests passed the replay check,
+    the second one's insert hit the key's primary key), answer as a replay of the winner."""
+    if info.idempotency_key is None:
+        return None
+    with db.read() as conn:
+        return _replay(conn, principal, info)
+
+
 def request_install(
     db: Database, principal: Principal, zone_id: str, body: Row, info: RequestInfo, max_inputs_bytes: int
 ) -> tuple[Row, bool]:
     """Create the install and its pending create task. Returns (task, created) — not created on a replay."""
+    try:
+        task, created = _request_install(db, principal, zone_id, body, info, max_inputs_bytes)
+    except sa.exc.IntegrityError:
+        replayed = _replay_after_race(db, principal, info)
+        if replayed is None:
+            raise
+        return replayed, False
+    if created:
+        _log_created(task)
+    return task, created
+
+
+def _request_install(
+    db: Database, principal: Principal, zone_id: str, body: Row, info: RequestInfo, max_inputs_bytes: int
+) -> tuple[Row, bool]:
     package_ref = body.get("package_id")
     if not isinstance(package_ref, str) or not package_ref:
         raise errors.ValidationFailed(
@@ -100,8 +142,15 @@ def request_install(
             [errors.Detail("inputs", f"larger than {max_inputs_bytes} bytes", "bad_request")],
         )
     version_number = body.get("version")
-    if version_number is not None and (isinstance(version_number, bool) or not isinstance(version_number, int)):
-        raise errors.ValidationFailed("version must be an integer", [errors.Detail("version", "must be an integer")])
+    if version_number is not None and (
+        isinstance(version_number, bool)
+        or not isinstance(version_number, int)
+        or not 1 <= version_number <= MAX_VERSION
+    ):
+        raise errors.ValidationFailed(
+            "version must be a positive 32-bit integer",
+            [errors.Detail("version", f"must be an integer from 1 to {MAX_VERSION}")],
+        )
     now = now_ms()
     with db.write() as conn:
         replayed = _replay(conn, principal, info)
@@ -134,7 +183,11 @@ def request_install(
                 [errors.Detail(p.field, p.message) for p in problems],
             )
         assert isinstance(validated, dict)
-        write_only = schemas.write_only_properties(schema)
+        # Write-only values (at any depth) are never returned: ``inputs`` holds what reads may show, and
+        # ``secret_inputs`` the full value of every top-level input that had a write-only part.
+        public, _ = schemas.strip_write_only(schema, validated)
+        assert isinstance(public, dict)
+        secret = {k: v for k, v in validated.items() if k not in public or public[k] != v}
         install_id = new_id("ins", now)
         install_store.insert_install(
             conn,
@@ -147,8 +200,8 @@ def request_install(
                 "package_version": version["version"],
                 "version_id": version["id"],
                 "status": "pending",
-                "inputs": {k: v for k, v in validated.items() if k not in write_only},
-                "secret_inputs": {k: v for k, v in validated.items() if k in write_only},
+                "inputs": public,
+                "secret_inputs": secret,
                 "outputs": None,
                 "created_at_ms": now,
                 "updated_at_ms": now,
@@ -231,18 +284,33 @@ def plan_warnings(conn: sa.Connection, install: Row, info: RequestInfo, now: int
 
 def request_delete(db: Database, principal: Principal, zone_id: str, install_id: str, info: RequestInfo) -> Row:
     """Start (or return the existing) delete task of an install."""
+    try:
+        task, created = _request_delete(db, principal, zone_id, install_id, info)
+    except sa.exc.IntegrityError:
+        replayed = _replay_after_race(db, principal, info)
+        if replayed is None:
+            raise
+        return replayed
+    if created:
+        _log_created(task)
+    return task
+
+
+def _request_delete(
+    db: Database, principal: Principal, zone_id: str, install_id: str, info: RequestInfo
+) -> tuple[Row, bool]:
     now = now_ms()
     with db.write() as conn:
         replayed = _replay(conn, principal, info)
         if replayed is not None:
-            return replayed
+            return replayed, False
         install = install_store.get_install(conn, zone_id, install_id)
         if install is None:
             raise errors.NotFound(f"install {install_id} not found")
         unfinished = task_store.unfinished_task_of(conn, install_id)
         if unfinished is not None:
             if unfinished["operation"] == "delete":
-                return unfinished
+                return unfinished, False
             raise errors.Conflict(
                 f"install {install_id} is still being created (task {unfinished['id']}); delete it once that "
                 "task has finished",
@@ -251,11 +319,15 @@ def request_delete(db: Database, principal: Principal, zone_id: str, install_id:
         if install["status"] == "deleted":
             last = task_store.last_task_of(conn, install_id, "delete")
             if last is not None:
-                return last
+                return last, False
         if install["status"] not in ("active", "failed"):
             raise errors.Conflict(f"install {install_id} is {install['status']} and cannot be deleted")
         warnings = plan_warnings(conn, install, info, now)
         if not install_store.move_install(conn, install_id, ("active", "failed"), "deleting", now):
+            # A concurrent DELETE won (PostgreSQL, READ COMMITTED): its delete task is the answer (design §2).
+            winner = task_store.unfinished_task_of(conn, install_id)
+            if winner is not None and winner["operation"] == "delete":
+                return winner, False
             raise errors.Conflict(f"install {install_id} changed state; retry")
         task = _insert_task(
             conn,
@@ -270,4 +342,4 @@ def request_delete(db: Database, principal: Principal, zone_id: str, install_id:
             now,
         )
         _remember(conn, principal, info, task["id"], now)
-    return task
+    return task, True

@@ -36,13 +36,22 @@ def _check_draft(raw: object) -> dict[str, Any]:
 
 def _draft_columns(raw: dict[str, Any], now: int) -> Row:
     return {
-        "name": raw["name"],
-        "kind": raw["kind"],
         "draft_manifest": raw,
         "draft_sha": manifests.manifest_sha(raw),
         "draft_updated_at_ms": now,
         "updated_at_ms": now,
     }
+
+
+def _sync_shown(conn: sa.Connection, package: Row) -> None:
+    """Keep the row's ``name`` and ``kind`` equal to what ``Package`` shows (the current version, else the draft),
+    so that the ``kind`` filter of the list selects exactly the packages whose ``kind`` it shows."""
+    current = package_store.current_version(conn, package["id"])
+    manifest = current["manifest"] if current is not None else package["draft_manifest"]
+    shown = {"name": manifest["name"], "kind": manifest["kind"]}
+    if any(package.get(key) != value for key, value in shown.items()):
+        package_store.update_package(conn, package["id"], shown)
+        package.update(shown)
 
 
 def find_visible(conn: sa.Connection, principal: Principal, zone_id: str, ref: str) -> Row:
@@ -77,6 +86,8 @@ def create_package(db: Database, principal: Principal, zone_id: str, raw: object
             "slug": slug,
             "draft_id": new_id("drf", now),
             "created_at_ms": now,
+            "name": manifest["name"],
+            "kind": manifest["kind"],
             **_draft_columns(manifest, now),
         }
         try:
@@ -92,8 +103,7 @@ def replace_draft(db: Database, principal: Principal, zone_id: str, ref: str, ra
     now = now_ms()
     with db.write() as conn:
         package = _editable(conn, principal, zone_id, ref)
-        expected = if_match.strip('"') if if_match else None
-        if expected is not None and expected != package["draft_sha"]:
+        if if_match is not None and not _if_match_holds(if_match, package["draft_sha"]):
             raise errors.Conflict(
                 "the draft changed since you read it (If-Match does not match its manifest_sha)",
                 [errors.Detail("If-Match", f"current manifest_sha is {package['draft_sha']}", "conflict")],
@@ -102,7 +112,17 @@ def replace_draft(db: Database, principal: Principal, zone_id: str, ref: str, ra
         if not package_store.update_package(conn, package["id"], changes, expected_sha=package["draft_sha"]):
             raise errors.Conflict("the draft changed concurrently; read it again")
         package.update(changes)
+        _sync_shown(conn, package)
     return package
+
+
+def _if_match_holds(header: str, current_sha: str) -> bool:
+    """RFC 9110 ``If-Match``: ``*`` or a comma-separated list of entity tags, compared strongly (a weak tag never
+    matches). A bare sha without quotes is accepted too."""
+    values = [value.strip() for value in header.split(",") if value.strip()]
+    if "*" in values:
+        return True
+    return any(not value.startswith("W/") and value.strip('"') == current_sha for value in values)
 
 
 def release(db: Database, principal: Principal, zone_id: str, ref: str, expected_sha: str | None) -> Row:
@@ -144,6 +164,7 @@ def _release_draft(conn: sa.Connection, package: Row, expected_sha: str | None, 
     except sa.exc.IntegrityError as exc:
         raise errors.Conflict("another release of this package happened at the same time; retry") from exc
     package_store.update_package(conn, package["id"], {"updated_at_ms": now})
+    _sync_shown(conn, package)
     return version
 
 
@@ -155,6 +176,7 @@ def archive(db: Database, principal: Principal, zone_id: str, ref: str, version_
         if version is None:
             raise errors.NotFound(f"version {version_ref} of package {package['slug']} not found")
         package_store.archive_version(conn, version["id"], now)
+        _sync_shown(conn, package)
         found = package_store.find_version(conn, package["id"], version["id"])
         assert found is not None
     return found
@@ -220,6 +242,8 @@ def _load_one(db: Database, organization_id: str, raw: dict[str, Any]) -> None:
                 "slug": slug,
                 "draft_id": new_id("drf", now),
                 "created_at_ms": now,
+                "name": raw["name"],
+                "kind": raw["kind"],
                 **_draft_columns(raw, now),
             }
             package_store.insert_package(conn, package)

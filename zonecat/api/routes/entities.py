@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from zonecat import errors
 from zonecat.api import docs, models, views
 from zonecat.api.auth import Auth, Ctx
-from zonecat.api.bodies import json_body
+from zonecat.api.bodies import json_body, require_object
 from zonecat.api.routes.common import page_request, zone_row
 from zonecat.domain.entity_types import ENTITY_TYPES, EntityType
 from zonecat.engine import entities as entity_service
@@ -73,7 +73,7 @@ def _register(entity_type: EntityType) -> None:
     )
     async def create(zone_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
         principal.require_write()
-        body = await json_body(request, ctx.settings.max_body_bytes)
+        body = require_object(await json_body(request, ctx.settings.max_body_bytes))
 
         def work() -> dict[str, Any]:
             with ctx.db.read() as conn:
@@ -113,7 +113,7 @@ def _register(entity_type: EntityType) -> None:
     )
     async def update(zone_id: str, entity_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
         principal.require_write()
-        body = await json_body(request, ctx.settings.max_body_bytes)
+        body = require_object(await json_body(request, ctx.settings.max_body_bytes))
 
         def work() -> dict[str, Any]:
             with ctx.db.read() as conn:
