@@ -13,7 +13,6 @@ by the catalog.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -60,17 +59,22 @@ class TaskRun:
         self.worker_id = worker_id
         self.lease_ms = lease_ms
         self.should_stop = should_stop
-        self.lock = threading.Lock()
 
     # -- transactions --------------------------------------------------------------------------------------
 
-    def _guard(self, conn: sa.Connection, now: int) -> None:
-        """Renew the lease inside the step's transaction; abort the step if another worker owns the task."""
-        if not task_store.renew_lease(conn, self.task_id, self.worker_id, now, self.lease_ms):
+    def _journal(self, conn: sa.Connection, now: int, *events: Row) -> None:
+        """Renew the lease and append the events inside the current transaction; abort the transaction if
+        another worker owns the task now (its lease expired), so this one writes nothing at all."""
+        if not task_store.journal(conn, self.task_id, self.worker_id, now, self.lease_ms, list(events)):
             raise errors.LeaseLost()
 
-    def _event(self, conn: sa.Connection, now: int, kind: str, **fields: Any) -> None:
-        task_store.append_event(conn, self.task_id, now, kind, **fields)
+    def _intent(self, conn: sa.Connection | None, now: int, name: str, type_name: str | None) -> Row:
+        """The write-ahead record of a step; written alone when ``conn`` is None."""
+        event: Row = {"kind": "step_started", "local_name": name, "entity_type": type_name}
+        if conn is None:
+            with self.db.write() as own:
+                self._journal(own, now, event)
+        return event
 
     def _checkpoint(self) -> None:
         if self.should_stop():
@@ -124,22 +128,26 @@ class TaskRun:
         for name, use in done.items():
             row = entity_rows[use["entity_id"]]
             resolved[name] = {"href": entity_href(row), "outputs": entity_read(row)}
-        for position, name in enumerate(manifest.order()):
-            if name in done:
-                continue
+        order = manifest.order()
+        todo = [(position, name) for position, name in enumerate(order) if name not in done]
+        if todo:
             self._checkpoint()
+            first = todo[0][1]
+            self._intent(None, now_ms(), first, manifest.entities[first].type)
+        for index, (position, name) in enumerate(todo):
             spec = manifest.entities[name]
-            now = now_ms()
-            with self.db.write() as conn:
-                self._guard(conn, now)
-                self._event(conn, now, "step_started", local_name=name, entity_type=spec.type)
             try:
                 attributes = self._entity_attributes(manifest, name, resolved)
             except errors.ZonecatError as exc:
                 self.fail_and_roll_back(name, spec.type, exc.message)
                 return
-            row = self._create_step(name, spec.type, attributes, position)
+            # The next step's intent is written in this step's transaction: still ahead of that step, one
+            # transaction fewer per entity.
+            following = todo[index + 1][1] if index + 1 < len(todo) else None
+            next_type = manifest.entities[following].type if following is not None else None
+            row = self._create_step(name, spec.type, attributes, position, following, next_type)
             resolved[name] = {"href": entity_href(row), "outputs": entity_read(row)}
+            self._checkpoint()
         try:
             outputs = self._outputs(manifest, resolved)
         except errors.ZonecatError as exc:
@@ -187,43 +195,29 @@ class TaskRun:
             raise errors.ValidationFailed(describe_problems(problems))
         return value
 
-    def _create_step(self, name: str, type_name: str, attributes: Row, position: int) -> Row:
+    def _create_step(
+        self, name: str, type_name: str, attributes: Row, position: int, following: str | None, next_type: str | None
+    ) -> Row:
         entity_type = ENTITY_TYPES[type_name]
         identifier = str(attributes["identifier"])
-        public = {k: v for k, v in attributes.items() if k not in entity_type.write_only}
-        secret = {k: v for k, v in attributes.items() if k in entity_type.write_only}
         now = now_ms()
+        row: Row = {
+            "id": new_id("ent", now),
+            "organization_id": self.task["organization_id"],
+            "zone_id": self.zone_id,
+            "type": type_name,
+            "identifier": identifier,
+            "slug": slugify(str(attributes.get("name") or identifier))[:63],
+            "attributes": {k: v for k, v in attributes.items() if k not in entity_type.write_only},
+            "secret_attributes": {k: v for k, v in attributes.items() if k in entity_type.write_only},
+            "managed": True,
+            "created_by_install_id": self.install_id,
+            "created_by_task_id": self.task_id,
+            "created_at_ms": now,
+            "updated_at_ms": now,
+        }
         with self.db.write() as conn:
-            self._guard(conn, now)
-            existing = entity_store.by_natural_key(conn, self.zone_id, type_name, identifier, lock=True)
-            if existing is None:
-                row: Row = {
-                    "id": new_id("ent", now),
-                    "organization_id": self.task["organization_id"],
-                    "zone_id": self.zone_id,
-                    "type": type_name,
-                    "identifier": identifier,
-                    "slug": slugify(str(attributes.get("name") or identifier))[:63],
-                    "attributes": public,
-                    "secret_attributes": secret,
-                    "managed": True,
-                    "created_by_install_id": self.install_id,
-                    "created_by_task_id": self.task_id,
-                    "created_at_ms": now,
-                    "updated_at_ms": now,
-                }
-                try:
-                    with conn.begin_nested():
-                        entity_store.insert_entity(conn, row)
-                    role = "created"
-                except sa.exc.IntegrityError:
-                    # Another install's transaction created it first (PostgreSQL): use theirs.
-                    existing = entity_store.by_natural_key(conn, self.zone_id, type_name, identifier, lock=True)
-                    if existing is None:
-                        raise
-            if existing is not None:
-                row = existing
-                role = "shared" if existing["managed"] else "adopted"
+            row, role = self._insert_or_find(conn, row)
             entity_store.insert_use(
                 conn,
                 {
@@ -237,18 +231,32 @@ class TaskRun:
                     "created_at_ms": now,
                 },
             )
-            self._event(
-                conn,
-                now,
-                "step_done",
-                local_name=name,
-                entity_type=type_name,
-                action=role,
-                entity_id=row["id"],
-                href=entity_href(row),
-                message=f"{type_name} {identifier} {role}",
-            )
+            done: Row = {
+                "kind": "step_done",
+                "local_name": name,
+                "entity_type": type_name,
+                "action": role,
+                "entity_id": row["id"],
+                "href": entity_href(row),
+                "message": f"{type_name} {identifier} {role}",
+            }
+            events = [done]
+            if following is not None:
+                events.append(self._intent(conn, now, following, next_type))
+            self._journal(conn, now, *events)
         return row
+
+    def _insert_or_find(self, conn: sa.Connection, row: Row) -> tuple[Row, str]:
+        """Create the entity, or use the one that holds its natural key: an unmanaged entity is adopted, a
+        catalog-made one shared. The found row is locked so that a concurrent release of its last use cannot
+        delete it under us (PostgreSQL); if it vanished between the two statements, try again."""
+        for _ in range(3):
+            if entity_store.insert_entity_if_absent(conn, row):
+                return row, "created"
+            existing = entity_store.by_natural_key(conn, self.zone_id, row["type"], row["identifier"], lock=True)
+            if existing is not None:
+                return existing, "shared" if existing["managed"] else "adopted"
+        raise errors.Conflict(f"{row['type']} {row['identifier']} keeps changing concurrently")
 
     # -- failure and rollback ------------------------------------------------------------------------------
 
@@ -259,65 +267,71 @@ class TaskRun:
             message = cause
         now = now_ms()
         with self.db.write() as conn:
-            self._guard(conn, now)
+            self._journal(
+                conn, now, {"kind": "step_failed", "local_name": name, "entity_type": type_name, "message": message}
+            )
             task_store.update_owned(conn, self.task_id, self.worker_id, now, phase="rollback", error_message=message)
-            self._event(conn, now, "step_failed", local_name=name, entity_type=type_name, message=message)
         log.info("task rolling back", extra={"task_id": self.task_id, "error": message})
         self._rollback()
 
     def _rollback(self) -> None:
-        with self.db.read() as conn:
-            uses = entity_store.uses_of_install(conn, self.install_id)
-        for use in reversed(uses):
-            self._checkpoint()
-            self._release(use, "rolled_back", "released")
+        self._release_all("rolled_back", "released")
         with self.db.read() as conn:
             task = task_store.task_by_id(conn, self.task_id)
         error_message = (task or {}).get("error_message") or "the task failed"
         self.finish("failed", "failed", ("pending",), error_message=error_message)
 
-    def _release(self, use: Row, removed: str, kept: str) -> None:
+    def _release_all(self, removed: str, kept: str) -> None:
+        """Release every entity the install uses, in reverse provisioning order, one transaction each."""
+        with self.db.read() as conn:
+            uses = list(reversed(entity_store.uses_of_install(conn, self.install_id)))
+            types = {
+                k: v["type"] for k, v in entity_store.entities_by_ids(conn, [u["entity_id"] for u in uses]).items()
+            }
+        if not uses:
+            return
+        self._checkpoint()
+        self._intent(None, now_ms(), uses[0]["local_name"], types.get(uses[0]["entity_id"]))
+        for index, use in enumerate(uses):
+            following = uses[index + 1] if index + 1 < len(uses) else None
+            self._release(use, removed, kept, following, types)
+            self._checkpoint()
+
+    def _release(self, use: Row, removed: str, kept: str, following: Row | None, types: dict[str, str]) -> None:
         """Drop the install's use of one entity; delete the entity if the catalog made it and nobody uses it."""
         now = now_ms()
         with self.db.write() as conn:
-            self._guard(conn, now)
             entity = entity_store.get_entity(conn, self.zone_id, use["entity_id"], lock=True)
-            entity_store.delete_use(conn, self.install_id, use["local_name"])
             assert entity is not None  # entity_uses.entity_id is a foreign key
-            others = entity_store.other_users(conn, entity["id"], self.install_id)
-            if entity["managed"] and not others:
+            entity_store.delete_use(conn, self.install_id, use["local_name"])
+            # Every remaining use counts, this install's other local names included.
+            users = entity_store.remaining_uses(conn, entity["id"])
+            label = f"{entity['type']} {entity['identifier']}"
+            if entity["managed"] and not users:
                 entity_store.delete_entity(conn, entity["id"])
-                action, message = removed, f"{entity['type']} {entity['identifier']} deleted"
+                action, message = removed, f"{label} deleted"
+            elif entity["managed"]:
+                action, message = kept, f"{label} kept: still used by install {users[0]}"
             else:
-                action = kept
-                if entity["managed"]:
-                    message = f"{entity['type']} {entity['identifier']} kept: still used by install {others[0]}"
-                else:
-                    message = f"{entity['type']} {entity['identifier']} kept: not created by the catalog"
-            self._event(
-                conn,
-                now,
-                "step_done",
-                local_name=use["local_name"],
-                entity_type=entity["type"],
-                action=action,
-                entity_id=entity["id"],
-                href=entity_href(entity),
-                message=message,
-            )
+                action, message = kept, f"{label} kept: not created by the catalog"
+            done: Row = {
+                "kind": "step_done",
+                "local_name": use["local_name"],
+                "entity_type": entity["type"],
+                "action": action,
+                "entity_id": entity["id"],
+                "href": entity_href(entity),
+                "message": message,
+            }
+            events = [done]
+            if following is not None:
+                events.append(self._intent(conn, now, following["local_name"], types.get(following["entity_id"])))
+            self._journal(conn, now, *events)
 
     # -- delete --------------------------------------------------------------------------------------------
 
     def _delete(self) -> None:
-        with self.db.read() as conn:
-            uses = entity_store.uses_of_install(conn, self.install_id)
-        for use in reversed(uses):
-            self._checkpoint()
-            now = now_ms()
-            with self.db.write() as conn:
-                self._guard(conn, now)
-                self._event(conn, now, "step_started", local_name=use["local_name"])
-            self._release(use, "deleted", "preserved")
+        self._release_all("deleted", "preserved")
         self.finish("completed", "deleted", ("deleting",))
 
     # -- end -----------------------------------------------------------------------------------------------
@@ -326,7 +340,7 @@ class TaskRun:
         now = now_ms()
         outputs = changes.pop("outputs", None)
         with self.db.write() as conn:
-            self._guard(conn, now)
+            self._journal(conn, now, {"kind": "status", "status": task_status, "message": changes.get("error_message")})
             task_store.update_owned(
                 conn, self.task_id, self.worker_id, now, status=task_status, locked_until_ms=None, **changes
             )
@@ -336,7 +350,6 @@ class TaskRun:
             moved = install_store.move_install(conn, self.install_id, expected, install_status, now, **install_changes)
             if not moved:
                 raise errors.Conflict(f"install {self.install_id} was not in {expected} when its task finished")
-            self._event(conn, now, "status", status=task_status, message=changes.get("error_message"))
         log.info(
             "task finished",
             extra={"task_id": self.task_id, "install_id": self.install_id, "status": task_status},

@@ -60,12 +60,21 @@ class Database:
             if path and path != url:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(
-                url, pool_size=pool_size, max_overflow=20, connect_args={"check_same_thread": False}
+                url,
+                pool_size=pool_size,
+                max_overflow=20,
+                connect_args={"check_same_thread": False},
+                hide_parameters=True,  # bound values can be secrets: never put them in an error or a log
             )
             _sqlite_setup(self.engine)
         else:
             self.engine = sa.create_engine(
-                url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True, pool_recycle=300
+                url,
+                pool_size=pool_size,
+                max_overflow=10,
+                pool_pre_ping=True,
+                pool_recycle=300,
+                hide_parameters=True,
             )
 
     @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
@@ -25,6 +26,30 @@ def _insert(conn: sa.Connection, table: sa.Table, row: Row) -> None:
 def insert_entity(conn: sa.Connection, row: Row) -> None:
     """Insert; raises ``sqlalchemy.exc.IntegrityError`` when the natural key is taken."""
     _insert(conn, entities, row)
+
+
+def insert_entity_if_absent(conn: sa.Connection, row: Row) -> bool:
+    """Insert unless the natural key is taken (then nothing happens): True when this call inserted the row.
+
+    ``ON CONFLICT DO NOTHING`` on both SQLite and PostgreSQL, so a race on the natural key never aborts the
+    surrounding transaction and needs no savepoint.
+    """
+    unknown = set(row) - set(entities.c.keys())
+    if unknown:
+        raise TypeError(f"entities has no columns {sorted(unknown)}")
+    key = ["zone_id", "type", "identifier"]
+    statement: sa.Insert
+    if conn.dialect.name == "postgresql":
+        statement = postgresql.insert(entities).on_conflict_do_nothing(index_elements=key)
+    else:
+        statement = sqlite.insert(entities).on_conflict_do_nothing(index_elements=key)
+    return conn.execute(statement, row).rowcount == 1
+
+
+def remaining_uses(conn: sa.Connection, entity_id: str) -> list[str]:
+    """Install ids that still use the entity (an install may use it under several local names)."""
+    query = sa.select(entity_uses.c.install_id).where(entity_uses.c.entity_id == entity_id)
+    return sorted({r.install_id for r in conn.execute(query)})
 
 
 def get_entity(conn: sa.Connection, zone_id: str, entity_id: str, lock: bool = False) -> Row | None:

@@ -165,6 +165,43 @@ def append_event(conn: sa.Connection, task_id: str, now: int, kind: str, **field
     return seq
 
 
+_GUARD_AND_RESERVE = (
+    tasks.update()
+    .where(
+        tasks.c.id == sa.bindparam("task_id"),
+        tasks.c.status == "running",
+        tasks.c.locked_by == sa.bindparam("worker_id"),
+    )
+    .values(locked_until_ms=sa.bindparam("until"), event_seq=tasks.c.event_seq + sa.bindparam("count"))
+    .returning(tasks.c.event_seq)
+)
+
+
+def journal(
+    conn: sa.Connection, task_id: str, worker_id: str, now: int, lease_ms: int, events: list[dict[str, Any]]
+) -> bool:
+    """Renew the lease and append ``events`` (each with a ``kind``) in one guarded statement plus one insert.
+
+    False, and nothing written, when ``worker_id`` no longer owns the running task. This is the write every entity
+    step makes inside its own transaction, so it is kept to two statements.
+    """
+    params = {"task_id": task_id, "worker_id": worker_id, "until": now + lease_ms, "count": len(events)}
+    last = conn.execute(_GUARD_AND_RESERVE, params).scalar()
+    if last is None:
+        return False
+    if events:
+        first = int(last) - len(events) + 1
+        rows = []
+        for offset, event in enumerate(events):
+            unknown = set(event) - {"kind", *_EVENT_COLUMNS}
+            if unknown:
+                raise TypeError(f"unknown event fields: {sorted(unknown)}")
+            row = {name: event.get(name) for name in _EVENT_COLUMNS}
+            rows.append({"task_id": task_id, "seq": first + offset, "created_at_ms": now, "kind": event["kind"], **row})
+        conn.execute(task_events.insert(), rows)
+    return True
+
+
 def list_events(conn: sa.Connection, task_id: str, after_seq: int, limit: int) -> list[Row]:
     query = (
         sa.select(task_events)
