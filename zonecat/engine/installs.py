@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ import sqlalchemy as sa
 
 from zonecat import errors
 from zonecat.clock import now_ms, rfc3339
-from zonecat.domain import schemas
+from zonecat.domain import idempotency, schemas
 from zonecat.domain.kinds import KINDS
 from zonecat.engine.access import Principal
 from zonecat.ids import new_id
@@ -24,7 +23,6 @@ from zonecat.store.database import Database
 
 Row = dict[str, Any]
 log = logging.getLogger("zonecat.task")
-IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
 # Keycard's PackageVersion.version is an int32; anything larger could not name a version (and overflows SQL).
 MAX_VERSION = 2**31 - 1
 
@@ -40,25 +38,24 @@ class RequestInfo:
     body_sha: str
 
 
-def body_sha(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
 def _replay(conn: sa.Connection, principal: Principal, info: RequestInfo) -> Row | None:
     """The task of an earlier request with the same idempotency key, or a 409 if its body differed."""
     if info.idempotency_key is None:
         return None
-    earlier = install_store.find_idempotency(
-        conn, principal.organization_id, info.idempotency_key, info.method, info.path, now_ms() - IDEMPOTENCY_WINDOW_MS
+    now = now_ms()
+    found = install_store.find_idempotency(
+        conn, principal.organization_id, info.idempotency_key, info.method, info.path, now - idempotency.WINDOW_MS
     )
-    if earlier is None:
-        return None
-    if earlier["body_sha"] != info.body_sha:
+    earlier = idempotency.Earlier(found["body_sha"], found["task_id"], found["created_at_ms"]) if found else None
+    decision = idempotency.decide(earlier, info.body_sha, now)
+    if decision is idempotency.Decision.CONFLICT:
         raise errors.Conflict(
             "this idempotency key was already used with a different request body",
             [errors.Detail("Idempotency-Key", "reused with a different body", "conflict")],
         )
-    return task_store.task_by_id(conn, earlier["task_id"])
+    if decision is idempotency.Decision.NEW or earlier is None:
+        return None
+    return task_store.task_by_id(conn, earlier.task_id)
 
 
 def _remember(conn: sa.Connection, principal: Principal, info: RequestInfo, task_id: str, now: int) -> None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import Request
 
 from zonecat import errors
+from zonecat.domain import idempotency
 from zonecat.domain.paging import PageRequest
 from zonecat.engine.access import Principal
-from zonecat.engine.installs import RequestInfo, body_sha
+from zonecat.engine.installs import RequestInfo
 from zonecat.store import zones as zone_store
 
 Row = dict[str, Any]
@@ -47,15 +47,14 @@ def page_request(request: Request) -> PageRequest:
 
 def request_info(request: Request, parsed_body: object, request_id: str) -> RequestInfo:
     """The idempotency facts of a write: key, method, path and the canonical body's hash."""
-    key = request.headers.get("idempotency-key") or request.headers.get("x-client-request-id")
-    if key is not None and not 1 <= len(key) <= 255:
-        raise errors.BadRequest(
-            "idempotency keys are 1 to 255 characters", [errors.Detail("Idempotency-Key", "bad length", "bad_request")]
-        )
+    try:
+        key = idempotency.request_key(request.headers)
+    except ValueError as exc:
+        raise errors.BadRequest(str(exc), [errors.Detail("Idempotency-Key", "bad length", "bad_request")]) from exc
     return RequestInfo(
         request_id=request_id,
         path=request.url.path,
         method=request.method,
         idempotency_key=key,
-        body_sha=body_sha(json.dumps(parsed_body, sort_keys=True, separators=(",", ":")).encode()),
+        body_sha=idempotency.body_sha(parsed_body),
     )
