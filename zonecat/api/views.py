@@ -63,10 +63,9 @@ def token_view(row: Row) -> JSON:
 def step_links(conn: sa.Connection, task_id: str) -> list[JSON]:
     """One link per entity the task touched, with its latest action (design §6)."""
     latest: dict[str, Row] = {}
-    for event in task_store.list_events(conn, task_id, 0, 1_000_000):
-        if event["kind"] == "step_done" and event["local_name"]:
-            latest.pop(event["local_name"], None)
-            latest[event["local_name"]] = event
+    for event in task_store.step_outcomes(conn, task_id):
+        latest.pop(event["local_name"], None)
+        latest[event["local_name"]] = event
     return [
         {
             "href": event["href"],

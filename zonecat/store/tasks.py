@@ -212,6 +212,18 @@ def list_events(conn: sa.Connection, task_id: str, after_seq: int, limit: int) -
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+_STEP_OUTCOMES = (
+    sa.select(task_events.c.local_name, task_events.c.entity_type, task_events.c.action, task_events.c.href)
+    .where(task_events.c.task_id == sa.bindparam("task_id"), task_events.c.kind == "step_done")
+    .order_by(task_events.c.seq)
+)
+
+
+def step_outcomes(conn: sa.Connection, task_id: str) -> list[Row]:
+    """The outcome events of the task's entity steps, in order (only the columns a link needs)."""
+    return [dict(r._mapping) for r in conn.execute(_STEP_OUTCOMES, {"task_id": task_id})]
+
+
 def next_due_ms(conn: sa.Connection) -> int | None:
     """When the next task becomes due (the earliest run_after or lease expiry), for the worker's sleep."""
     pending = sa.select(sa.func.min(tasks.c.run_after_ms)).where(tasks.c.status == "pending")
