@@ -8,6 +8,8 @@ the session server alone.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,6 +31,20 @@ def crash_server(tmp_path: Path) -> Iterator[Server]:
     instance.start()
     yield instance
     instance.kill()
+    assert_store_consistent(instance)
+
+
+def assert_store_consistent(server: Server) -> None:
+    """`zonecat check` over the server's database finds nothing once every task has ended."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("zonecat")), "check"],
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "no violations"
 
 
 def chain_manifest(name: str, count: int, fail_at: int | None = None) -> dict[str, Any]:
@@ -312,3 +328,4 @@ def test_graceful_stop_hands_the_task_back_at_once(tmp_path: Path) -> None:
         assert sorted(created) == [f"e{i:04d}" for i in range(count)]
     finally:
         server.kill()
+    assert_store_consistent(server)

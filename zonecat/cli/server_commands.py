@@ -143,4 +143,36 @@ def migrate() -> None:
     sys.exit(0)
 
 
-SERVER_COMMANDS: list[click.Command] = [serve, worker, migrate]
+@click.command()
+@click.option("--zone", "zone_id", default=None, help="Check one zone only (a zone id).")
+@click.option("--lease-grace", type=float, default=0.0, show_default=True, help="Seconds a lease may be overdue.")
+def check(zone_id: str | None, lease_grace: float) -> None:
+    """Verify the entity store against installs and task journals; print every violation, exit 1 if any.
+
+    Reads the database of ZONECAT_DATABASE_URL / ZONECAT_DATA_DIR directly (like `migrate`), so it also works
+    while the API is down.
+    """
+    from zonecat.clock import now_ms
+    from zonecat.engine.invariants import check as check_invariants
+    from zonecat.store.database import Database, SchemaBehind
+
+    settings = Settings.from_env()
+    db = Database(settings.effective_database_url)
+    try:
+        try:
+            db.ensure_current()
+        except SchemaBehind as exc:
+            raise click.ClickException(exc.message) from exc
+        with db.read() as conn:
+            violations = check_invariants(conn, now_ms(), zone_id, int(lease_grace * 1000))
+    finally:
+        db.dispose()
+    for violation in violations:
+        click.echo(str(violation))
+    if violations:
+        click.echo(f"{len(violations)} violation(s)", err=True)
+        sys.exit(1)
+    click.echo("no violations")
+
+
+SERVER_COMMANDS: list[click.Command] = [serve, worker, migrate, check]
