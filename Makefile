@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test check lint typecheck unit bench clean help
+.PHONY: run test check bench crash clean help
 
 help:
 	@echo "make run    - start zonecat on http://127.0.0.1:8080 (SQLite in ./.zonecat, shipped catalog)"
 	@echo "make test   - lint, type checks and the whole test suite"
 	@echo "make check  - lint and type checks only"
 	@echo "make bench  - benchmarks (writes bench/results/latest.json)"
+	@echo "make crash  - the long crash campaign: 200 SIGKILLs during installs and deletes (SEED=n to replay)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +33,9 @@ test: check
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+crash: $(STAMP)
+	$(BIN)/python -m tests.campaigns.crash --kills $${KILLS:-200} $${SEED:+--seed $$SEED}
 
 clean:
 	rm -rf $(VENV) .zonecat .pytest_cache .mypy_cache .ruff_cache
