@@ -8,12 +8,17 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from zonecat import logs
 from zonecat.settings import Settings
+
+if TYPE_CHECKING:
+    from zonecat.store.database import Database
+    from zonecat.worker.wakeup import Listener
 
 log = logging.getLogger("zonecat.server")
 
@@ -22,6 +27,17 @@ def _settings(**overrides: Any) -> Settings:
     settings = Settings.from_env()
     changes = {key: value for key, value in overrides.items() if value is not None}
     return settings.with_changes(**changes) if changes else settings
+
+
+def _listener(db: Database, wake: Callable[[], None]) -> Listener | None:
+    """On PostgreSQL, a LISTEN thread that wakes the workers as soon as a task is enqueued anywhere."""
+    if db.is_sqlite:
+        return None
+    from zonecat.worker.wakeup import Listener, conninfo_of
+
+    listener = Listener(conninfo_of(db.engine.url.render_as_string(hide_password=False)), wake)
+    listener.start()
+    return listener
 
 
 @click.command()
@@ -65,12 +81,15 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
         wake_worker=wake,
     )
     app = create_app(ctx)
+    listener = _listener(db, wake) if workers else None
     for thread in threads:
         thread.start()
 
     def stop_workers() -> None:
         """Stop taking tasks; each worker finishes its current entity step and hands its task back."""
         ctx.shutting_down.set()
+        if listener is not None:
+            listener.stop()
         for item in workers:
             item.stop()
         for thread in threads:
@@ -114,8 +133,16 @@ def worker(concurrency: int) -> None:
     workers = [Worker(db, settings) for _ in range(max(1, concurrency))]
     threads = [threading.Thread(target=w.run, name=f"worker-{i}") for i, w in enumerate(workers)]
 
+    def wake() -> None:
+        for item in workers:
+            item.wake()
+
+    listener = _listener(db, wake)
+
     def stop(signum: int, _frame: object) -> None:
         log.info("stopping", extra={"signal": signum})
+        if listener is not None:
+            listener.stop()
         for item in workers:
             item.stop()
 
