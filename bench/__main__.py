@@ -3,6 +3,7 @@
 Scenarios (ids follow the benchmark issue):
   B2  one install of a 3-entity package, POST to completed (polled with ?redirect=false): p50 / p99
   B3  sustained installs of a 3-entity package from concurrent clients: completed installs/s
+  B4  sustained installs on PostgreSQL with 1, 2 and 4 worker processes (API separate): completed installs/s
   B5  install and delete of packages of 10, 100 and 1,000 entities: seconds
 
 Results go to bench/results/latest.json with the machine and versions. Absolute times on a shared machine are
@@ -40,8 +41,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+ZONECAT = str(Path(sys.executable).with_name("zonecat"))
+
+
 class Server:
-    def __init__(self) -> None:
+    """A `zonecat serve` (SQLite by default) or, with `database_url`, `serve --no-worker` plus `workers` processes."""
+
+    def __init__(self, database_url: str | None = None, workers: int = 0) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="zonecat-bench-"))
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -55,10 +61,17 @@ class Server:
                 "ZONECAT_LOG_LEVEL": "WARNING",
             }
         )
-        zonecat = str(Path(sys.executable).with_name("zonecat"))
-        self.process = subprocess.Popen(
-            [zonecat, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        quiet = subprocess.DEVNULL
+        self.workers: list[subprocess.Popen[bytes]] = []
+        if database_url:
+            env["ZONECAT_DATABASE_URL"] = database_url
+            subprocess.run([ZONECAT, "migrate"], env=env, check=True, stdout=quiet, stderr=quiet)
+            self.process = subprocess.Popen([ZONECAT, "serve", "--no-worker"], env=env, stdout=quiet, stderr=quiet)
+            self.workers = [
+                subprocess.Popen([ZONECAT, "worker"], env=env, stdout=quiet, stderr=quiet) for _ in range(workers)
+            ]
+        else:
+            self.process = subprocess.Popen([ZONECAT, "serve"], env=env, stdout=quiet, stderr=quiet)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -72,11 +85,13 @@ class Server:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
 
     def close(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        for process in [self.process, *self.workers]:
+            process.send_signal(signal.SIGTERM)
+        for process in [self.process, *self.workers]:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
@@ -168,6 +183,32 @@ def b3_throughput(server: Server, installs: int, clients: int) -> dict[str, Any]
     }
 
 
+def b4_postgres_workers(installs: int, counts: list[int]) -> dict[str, Any]:
+    """Installs/s on PostgreSQL with 1, 2, 4 worker processes, and on SQLite (one process) in the same run."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.pg import PostgresServer
+
+    figures: dict[str, Any] = {}
+    sqlite = Server()
+    try:
+        figures["sqlite_1_process"] = b3_throughput(sqlite, installs, 8)["installs_per_s"]
+    finally:
+        sqlite.close()
+    postgres = PostgresServer()
+    postgres.start()
+    try:
+        for count in counts:
+            database = postgres.create_database()
+            server = Server(postgres.url(database), workers=count)
+            try:
+                figures[f"postgresql_{count}_workers"] = b3_throughput(server, installs, 8)["installs_per_s"]
+            finally:
+                server.close()
+    finally:
+        postgres.stop()
+    return figures
+
+
 def b5_sizes(server: Server, sizes: list[int]) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     with server.client() as http:
@@ -191,7 +232,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("scenarios", nargs="*", default=["B2", "B3", "B5"])
+    parser.add_argument("scenarios", nargs="*", default=["B2", "B3", "B4", "B5"])
     parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke test of the benchmarks)")
     args = parser.parse_args()
     wanted = {s.upper() for s in args.scenarios}
@@ -202,6 +243,8 @@ def main() -> None:
             results["B2"] = b2_latency(server, 20 if args.quick else 200)
         if "B3" in wanted:
             results["B3"] = b3_throughput(server, 100 if args.quick else 1000, 8)
+        if "B4" in wanted:
+            results["B4"] = b4_postgres_workers(100 if args.quick else 600, [1, 2, 4])
         if "B5" in wanted:
             results["B5"] = b5_sizes(server, [10, 100] if args.quick else [10, 100, 1000])
     finally:

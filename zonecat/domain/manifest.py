@@ -552,9 +552,11 @@ class _ReleaseChecker:
             unknown = [key for key in analysis.keys if key not in attributes]
             missing = [key for key in known_type.required if key not in analysis.keys]
             if unknown:
-                self.add(bindings_at, f"{unknown} are not attributes of a {known_type.name}")
+                self.add(bindings_at, f"{unknown} are not attributes of the entity type {known_type.name!r}")
             if missing:
-                self.add(bindings_at, f"required attributes {missing} of a {known_type.name} have no binding")
+                self.add(
+                    bindings_at, f"required attributes {missing} of the entity type {known_type.name!r} have no binding"
+                )
         return depends_on
 
     # -- CEL --------------------------------------------------------------------------------------------------

@@ -27,7 +27,11 @@ class Principal:
         if not self.sees_zone(zone_id):
             raise errors.NotFound(f"zone {zone_id} not found")
 
-    def require_write(self) -> None:
+    def require_write(self, zone_id: str | None = None) -> None:
+        """A write needs a read-write token. On a zone's path the zone's visibility is checked first: a zone this
+        token may not see is a 404 for every request, writes included (a 403 would tell it the request got further)."""
+        if zone_id is not None:
+            self.require_zone(zone_id)
         if self.read_only:
             raise errors.Forbidden("this token is read-only")
 

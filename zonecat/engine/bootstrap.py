@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 import sqlalchemy as sa
 
@@ -13,7 +15,7 @@ from zonecat.ids import new_id
 from zonecat.settings import Settings
 from zonecat.store import zones as zone_store
 from zonecat.store.database import Database
-from zonecat.store.schema import tokens
+from zonecat.store.schema import tasks, tokens
 
 log = logging.getLogger("zonecat.bootstrap")
 
@@ -69,7 +71,62 @@ def boot(settings: Settings) -> tuple[Database, str | None]:
     """Everything a serving process needs before it answers: returns the database and a new admin secret."""
     db = open_database(settings)
     secret = ensure_admin_token(db, settings.bootstrap_token)
+    if db.is_sqlite:
+        expire_dead_local_leases(db)
     problems = load_global_catalog(db, ORGANIZATION_ID, settings.catalog_dir)
     for problem in problems:
         log.error("catalog problem", extra={"problem": problem})
     return db, secret
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # some other user's process: alive
+    return True
+
+
+def expire_dead_local_leases(db: Database) -> list[str]:
+    """Make the tasks of this host's dead workers claimable now instead of when their lease runs out.
+
+    A worker's id is ``host:pid:n``. Called at start-up, before this process runs any worker: a lease held by a
+    worker of this host whose process is gone (or that had this very pid, which a restarted container often
+    reuses) can never be renewed again, so a ``kill -9`` followed by a restart resumes its task at once. Only used
+    on SQLite, whose database is local to one host; a lease of another host, or of a live process, is left alone.
+    Returns the ids of the tasks whose lease was expired.
+    """
+    host = socket.gethostname()
+    me = os.getpid()
+    expired: list[str] = []
+    with db.write() as conn:
+        rows = conn.execute(
+            sa.select(tasks.c.id, tasks.c.locked_by, tasks.c.locked_until_ms).where(
+                tasks.c.status == "running", tasks.c.locked_until_ms > 1
+            )
+        ).all()
+        for row in rows:
+            parts = (row.locked_by or "").rsplit(":", 2)
+            if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+                continue
+            pid = int(parts[1])
+            if pid != me and _pid_alive(pid):
+                continue
+            # 1, not 0: the lease ran out (its worker died); 0 means a worker handed the task back gracefully.
+            result = conn.execute(
+                tasks.update()
+                .where(
+                    tasks.c.id == row.id,
+                    tasks.c.status == "running",
+                    tasks.c.locked_by == row.locked_by,
+                    tasks.c.locked_until_ms == row.locked_until_ms,
+                )
+                .values(locked_until_ms=1)
+            )
+            if result.rowcount == 1:
+                expired.append(row.id)
+    for task_id in expired:
+        log.info("lease of a dead worker expired at start-up", extra={"task_id": task_id})
+    return expired

@@ -261,7 +261,13 @@ def plan_warnings(conn: sa.Connection, install: Row, info: RequestInfo, now: int
         if not entity["managed"]:
             message = f"{label} was not created by the catalog and will be preserved"
         else:
-            others = entity_store.other_users(conn, entity["id"], install["id"])
+            # A user whose own delete is already under way is leaving too: it keeps the entity only until the
+            # last of these deletes runs, which removes it, so it does not make this delete preserve anything.
+            others = [
+                other
+                for other in entity_store.other_users(conn, entity["id"], install["id"])
+                if (install_store.get_install(conn, install["zone_id"], other) or {}).get("status") != "deleting"
+            ]
             if not others:
                 continue
             message = f"{label} is still used by install {others[0]} and will be preserved"

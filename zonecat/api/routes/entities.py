@@ -72,7 +72,7 @@ def _register(entity_type: EntityType) -> None:
         name=f"create_{entity_type.name}",
     )
     async def create(zone_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
-        principal.require_write()
+        principal.require_write(zone_id)
         body = require_object(await json_body(request, ctx.settings.max_body_bytes))
 
         def work() -> dict[str, Any]:
@@ -112,7 +112,7 @@ def _register(entity_type: EntityType) -> None:
         name=f"update_{entity_type.name}",
     )
     async def update(zone_id: str, entity_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
-        principal.require_write()
+        principal.require_write(zone_id)
         body = require_object(await json_body(request, ctx.settings.max_body_bytes))
 
         def work() -> dict[str, Any]:
@@ -131,7 +131,7 @@ def _register(entity_type: EntityType) -> None:
         name=f"delete_{entity_type.name}",
     )
     def delete(zone_id: str, entity_id: str, principal: Auth, ctx: Ctx) -> Response:
-        principal.require_write()
+        principal.require_write(zone_id)
         with ctx.db.read() as conn:
             zone_row(conn, principal, zone_id)
         entity_service.delete_entity(ctx.db, principal, zone_id, entity_type, entity_id)

@@ -39,7 +39,7 @@ def _accepted(request: Request, zone_id: str, task: dict[str, Any], body: dict[s
 )
 async def create_install(zone_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """Install a package version into the zone. Returns the pending create task."""
-    principal.require_write()
+    principal.require_write(zone_id)
     body = require_object(await json_body(request, ctx.settings.max_body_bytes))
     info = request_info(request, body, request_id_of(request))
 
@@ -94,7 +94,7 @@ def get_install(zone_id: str, install_id: str, principal: Auth, ctx: Ctx) -> JSO
 )
 async def delete_install(zone_id: str, install_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """Uninstall: returns the delete task, whose warnings name every entity that will be preserved."""
-    principal.require_write()
+    principal.require_write(zone_id)
     # The SDK sends Content-Type: application/json with no body; any body is ignored.
     info = request_info(request, None, request_id_of(request))
 

@@ -45,7 +45,7 @@ def list_packages(
 )
 async def create_package(zone_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """Create a zone package whose draft is the given manifest."""
-    principal.require_write()
+    principal.require_write(zone_id)
     body = require_object(await json_body(request, ctx.settings.max_body_bytes))
     if "manifest" not in body:
         raise errors.ValidationFailed("manifest is required", [errors.Detail("manifest", "is required")])
@@ -76,7 +76,7 @@ def get_package(zone_id: str, package_id: str, principal: Auth, ctx: Ctx) -> JSO
 )
 def delete_package(zone_id: str, package_id: str, principal: Auth, ctx: Ctx) -> Response:
     """Delete a zone package (409 while any of its installs is not deleted; 403 for global packages)."""
-    principal.require_write()
+    principal.require_write(zone_id)
     with ctx.db.read() as conn:
         zone_row(conn, principal, zone_id)
     package_service.delete_package(ctx.db, principal, zone_id, package_id)
@@ -99,7 +99,7 @@ def get_draft(zone_id: str, package_id: str, principal: Auth, ctx: Ctx) -> JSONR
 )
 async def put_draft(zone_id: str, package_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """Replace the draft; ``If-Match: <manifest_sha>`` makes it conditional."""
-    principal.require_write()
+    principal.require_write(zone_id)
     body = require_object(await json_body(request, ctx.settings.max_body_bytes))
     if "manifest" not in body:
         raise errors.ValidationFailed("manifest is required", [errors.Detail("manifest", "is required")])
@@ -134,7 +134,7 @@ def list_versions(zone_id: str, package_id: str, request: Request, principal: Au
 )
 async def release_version(zone_id: str, package_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """Release the draft as the next version, after every release check (all problems reported at once)."""
-    principal.require_write()
+    principal.require_write(zone_id)
     body = await json_body(request, ctx.settings.max_body_bytes, required=False)
     body = require_object(body) if body is not None else {}
     expected = body.get("manifest_sha")
@@ -172,7 +172,7 @@ def get_version(zone_id: str, package_id: str, version_id: str, principal: Auth,
 )
 def archive_version(zone_id: str, package_id: str, version_id: str, principal: Auth, ctx: Ctx) -> JSONResponse:
     """Archive a version: it stays readable and installed, but cannot be installed again."""
-    principal.require_write()
+    principal.require_write(zone_id)
     with ctx.db.read() as conn:
         zone_row(conn, principal, zone_id)
     return JSONResponse(views.version_view(package_service.archive(ctx.db, principal, zone_id, package_id, version_id)))

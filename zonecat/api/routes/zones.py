@@ -98,7 +98,7 @@ def get_zone(zone_id: str, principal: Auth, ctx: Ctx) -> JSONResponse:
 )
 async def update_zone(zone_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """Rename a zone or change its description."""
-    principal.require_write()
+    principal.require_write(zone_id)
     body = require_object(await json_body(request, ctx.settings.max_body_bytes))
     name = _text(body, "name", False, 255)
     description = _text(body, "description", False, 2048) if "description" in body else None
@@ -125,7 +125,7 @@ async def update_zone(zone_id: str, request: Request, principal: Auth, ctx: Ctx)
 )
 def delete_zone(zone_id: str, principal: Auth, ctx: Ctx) -> Response:
     """Delete a zone that has no install left that is not deleted."""
-    principal.require_write()
+    principal.require_write(zone_id)
     with ctx.db.write() as conn:
         zone_row(conn, principal, zone_id)
         live = zone_store.live_install_count(conn, zone_id)
