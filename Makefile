@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test check bench crash clean help
+.PHONY: run test check bench crash clean help postgres-binaries
 
 help:
 	@echo "make run    - start zonecat on http://127.0.0.1:8080 (SQLite in ./.zonecat, shipped catalog)"
@@ -28,8 +28,16 @@ check: $(STAMP)
 	$(BIN)/ruff format --check zonecat tests bench
 	$(BIN)/mypy --strict zonecat
 
-test: check
+test: check postgres-binaries
 	$(BIN)/python -m pytest -n 2 --durations=15
+
+# The store, API and SDK suites also run against a throwaway PostgreSQL server that the tests start themselves
+# (tests/pg.py) from the server binaries. As root on a machine without them, install them (idempotent); otherwise
+# the tests say what is missing.
+postgres-binaries:
+	@if [ "$$(id -u)" = 0 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v apt-get >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql-15; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,25 +1,31 @@
-"""In-process API fixtures: the real app, a real SQLite database, a real worker thread."""
+"""In-process API fixtures: the real app, a real database (SQLite and PostgreSQL), a real worker thread."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.pg import DatabasePool, PostgresServer
 from zonecat.api.app import create_app
 from zonecat.api.context import AppContext, RateLimiter
 from zonecat.engine.bootstrap import ORGANIZATION_ID, ensure_admin_token
 from zonecat.engine.packages import load_global_catalog
 from zonecat.settings import Settings
 from zonecat.store.database import Database
+from zonecat.store.schema import metadata
 from zonecat.worker.worker import Worker
 
 ADMIN_TOKEN = "zc_test_admin_token"
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @dataclass
@@ -77,15 +83,75 @@ class Api:
         return self.wait_task(zone_id, response.json()["id"])
 
 
-@pytest.fixture
-def api(settings: Settings, sqlite_db: Database) -> Iterator[Api]:
-    ensure_admin_token(sqlite_db, ADMIN_TOKEN)
-    load_global_catalog(sqlite_db, ORGANIZATION_ID, None)
-    worker = Worker(sqlite_db, settings, name="test-worker")
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    ctx = AppContext(db=sqlite_db, settings=settings, limiter=RateLimiter(0, 1), wake_worker=worker.wake)
-    with TestClient(create_app(ctx), base_url="http://testserver") as client:
-        yield Api(client, sqlite_db, worker)
-    worker.stop()
-    thread.join(timeout=10)
+def _seed(db: Database) -> None:
+    """What every API test starts with: the admin token and the shipped global catalog."""
+    ensure_admin_token(db, ADMIN_TOKEN)
+    load_global_catalog(db, ORGANIZATION_ID, None)
+
+
+@pytest.fixture(scope="session")
+def api_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, seeded SQLite file, made once per session; each test gets a copy."""
+    path = tmp_path_factory.mktemp("api-template") / "zonecat.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        db.migrate()
+        _seed(db)
+    finally:
+        db.dispose()  # the last connection checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def api_postgres_databases(postgres_server: PostgresServer, postgres_template: str) -> DatabasePool:
+    """Copies of a migrated, seeded PostgreSQL database."""
+    name = postgres_server.create_database("zonecat_api_template", template=postgres_template)
+    db = Database(postgres_server.url(name))
+    try:
+        _seed(db)
+    finally:
+        db.dispose()
+    return DatabasePool(postgres_server, name, [t.name for t in reversed(metadata.sorted_tables)])
+
+
+@contextlib.contextmanager
+def fresh_database(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh migrated and seeded database of ``backend``, for the requesting test only."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("api_sqlite_template")
+        for suffix in ("", "-wal"):  # nobody has the template open: the file (and a WAL, if one is left) is all of it
+            if Path(f"{template}{suffix}").exists():
+                shutil.copyfile(f"{template}{suffix}", tmp_path / f"zonecat.db{suffix}")
+        yield f"sqlite:///{tmp_path / 'zonecat.db'}"
+        return
+    if backend != "postgresql":
+        raise AssertionError(f"unknown backend {backend}")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    pool: DatabasePool = request.getfixturevalue("api_postgres_databases")
+    name = pool.acquire()
+    try:
+        yield server.url(name)
+    finally:
+        pool.release(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def api(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path) -> Iterator[Api]:
+    """The app and a worker thread on a fresh database of each backend in ``BACKENDS``."""
+    with fresh_database(request, request.param, tmp_path) as url:
+        if request.param != "sqlite":
+            settings = settings.with_changes(database_url=url)
+        db = Database(url)
+        try:
+            worker = Worker(db, settings, name="test-worker")
+            thread = threading.Thread(target=worker.run, daemon=True)
+            thread.start()
+            try:
+                ctx = AppContext(db=db, settings=settings, limiter=RateLimiter(0, 1), wake_worker=worker.wake)
+                with TestClient(create_app(ctx), base_url="http://testserver") as client:
+                    yield Api(client, db, worker)
+            finally:
+                worker.stop()
+                thread.join(timeout=10)
+        finally:
+            db.dispose()

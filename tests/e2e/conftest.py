@@ -1,4 +1,8 @@
-"""End-to-end fixtures: a real `zonecat serve` subprocess on a free port, driven over HTTP."""
+"""End-to-end fixtures: a real `zonecat serve` subprocess on a free port, driven over HTTP.
+
+The session ``server`` runs once on SQLite (its own data directory) and once on PostgreSQL (a database of the
+test cluster, set up with `zonecat migrate` first, as design §7 requires); tests that take it run against both.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.pg import PostgresServer
+
 ADMIN_TOKEN = "zc_e2e_admin_token"
 ZONECAT = str(Path(sys.executable).with_name("zonecat"))
+BACKENDS = ["sqlite", "postgresql"]
 
 
 def free_port() -> int:
@@ -27,10 +34,15 @@ def free_port() -> int:
 
 
 class Server:
-    """A `zonecat serve` process that tests may kill (SIGKILL) and restart on the same data directory."""
+    """A `zonecat serve` process that tests may kill (SIGKILL) and restart on the same data directory.
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    With ``database_url`` (``ZONECAT_DATABASE_URL``) it serves that database instead of the SQLite file in the
+    data directory; such a database must be migrated first (``migrate()``).
+    """
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, database_url: str | None = None) -> None:
         self.data_dir = data_dir
+        self.database_url = database_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = ADMIN_TOKEN
@@ -47,10 +59,21 @@ class Server:
                 "ZONECAT_PORT": str(self.port),
                 "ZONECAT_HOST": "127.0.0.1",
                 "ZONECAT_RATE_LIMIT": "0",
+                # Never inherited from the caller's environment: without a URL the server is on SQLite.
+                "ZONECAT_DATABASE_URL": self.database_url or "",
             }
         )
         env.update(self.extra_env)
         return env
+
+    def migrate(self) -> str:
+        """Run `zonecat migrate` on the server's database; returns its output."""
+        result = subprocess.run(
+            [ZONECAT, "migrate"], env=self.env(), capture_output=True, text=True, timeout=120, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"zonecat migrate exited with {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result.stdout + result.stderr
 
     def start(self, timeout: float = 90.0) -> None:
         log = self.log_path.open("ab")
@@ -102,11 +125,32 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     instance = Server(tmp_path_factory.mktemp("zonecat-e2e"))
     instance.start()
     yield instance
     instance.stop()
+
+
+@pytest.fixture(scope="session")
+def postgresql_server(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer) -> Iterator[Server]:
+    """`zonecat serve` on an empty PostgreSQL database, after `zonecat migrate`."""
+    name = postgres_server.create_database(postgres_server.new_name("e2e"))
+    instance = Server(tmp_path_factory.mktemp("zonecat-e2e-pg"), database_url=postgres_server.dsn(name))
+    try:
+        instance.migrate()
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(request: pytest.FixtureRequest) -> Server:
+    """The session server of each backend in ``BACKENDS``."""
+    instance: Server = request.getfixturevalue(f"{request.param}_server")
+    return instance
 
 
 @pytest.fixture

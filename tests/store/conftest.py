@@ -7,17 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg import backend_url
 from zonecat.store.database import Database
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'store.db'}")
-    else:  # pragma: no cover - further backends are added here
-        raise AssertionError(f"unknown backend {request.param}")
+    database = Database(backend_url(request, request.param, tmp_path))
     database.migrate()
     yield database
     database.dispose()

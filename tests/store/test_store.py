@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -394,3 +396,147 @@ def test_deleting_a_zone_removes_everything_in_it(db: Database) -> None:
         assert task_store.list_events(conn, task["id"], 0, 10) == []
         assert entity_store.by_natural_key(conn, zone_id, "provider", "https://unmanaged.example") is None
         assert entity_store.by_natural_key(conn, kept_zone, "provider", "https://unmanaged.example") is not None
+
+
+def test_insert_if_absent_reports_whether_it_inserted(db: Database) -> None:
+    zone_id = zone(db)
+    first = entity_row(zone_id, "https://linear.app")
+    with db.write() as conn:
+        assert entity_store.insert_entity_if_absent(conn, first)
+        assert not entity_store.insert_entity_if_absent(conn, entity_row(zone_id, "https://linear.app"))
+        found = entity_store.by_natural_key(conn, zone_id, "provider", "https://linear.app")
+    assert found is not None and found["id"] == first["id"]
+
+
+def test_concurrent_claims_never_hand_one_task_to_two_workers(db: Database) -> None:
+    """Each claimer keeps its transaction open a moment, so on PostgreSQL the others must skip the locked rows."""
+    zone_id = zone(db)
+    rows = [task_row(zone_id, new_id("ins"), run_after=i) for i in range(24)]
+    for row in rows[::2]:  # half of them running on a lease that ran out: whoever claims them takes over
+        row.update(status="running", locked_by="dead", locked_until_ms=500, attempts=1)
+    with db.write() as conn:
+        for row in rows:
+            task_store.insert_task(conn, row)
+    claimed: dict[str, list[str]] = {}
+    start = threading.Barrier(4)
+
+    def claimer(worker_id: str) -> None:
+        mine = claimed.setdefault(worker_id, [])
+        start.wait()
+        while True:
+            with db.write() as conn:
+                task = task_store.claim(conn, worker_id, now=1_000, lease_ms=60_000)
+                if task is None:
+                    return
+                time.sleep(0.005)
+            mine.append(task["id"])
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    everything = [task_id for ids in claimed.values() for task_id in ids]
+    assert sorted(everything) == sorted(row["id"] for row in rows)  # every task once, none twice
+    with db.read() as conn:
+        owners = {task_store.task_by_id(conn, row["id"])["locked_by"] for row in rows}  # type: ignore[index]
+    assert owners <= set(claimed)
+
+
+def _use(install_id: str, entity_id: str, zone_id: str, role: str) -> dict[str, Any]:
+    return {
+        "install_id": install_id,
+        "local_name": "provider",
+        "entity_id": entity_id,
+        "zone_id": zone_id,
+        "role": role,
+        "task_id": "tsk_x",
+        "position": 0,
+        "created_at_ms": 1,
+    }
+
+
+def _release_last_use(
+    db: Database, zone_id: str, entity_id: str, install_id: str, locked: threading.Event | None = None
+) -> str:
+    """What the provisioner does to release a use: lock the entity, drop the use, delete it if nobody is left.
+    With ``locked``: signal it once the entity is locked, then keep the lock a moment."""
+    with db.write() as conn:
+        entity = entity_store.get_entity(conn, zone_id, entity_id, lock=True)
+        assert entity is not None
+        if locked is not None:
+            locked.set()
+            time.sleep(0.3)  # a sharer arriving now must wait for this transaction
+        entity_store.delete_use(conn, install_id, "provider")
+        if entity_store.remaining_uses(conn, entity_id):
+            return "kept"
+        entity_store.delete_entity(conn, entity_id)
+        return "deleted"
+
+
+def _share_or_create(
+    db: Database, row: dict[str, Any], install_id: str, holding: threading.Event | None = None
+) -> tuple[str, str]:
+    """What the provisioner does to use an entity: insert it unless its natural key exists, else lock and share.
+    With ``holding``: signal it once the entity is locked, then keep the lock a moment before using it."""
+    with db.write() as conn:
+        for _ in range(3):
+            if entity_store.insert_entity_if_absent(conn, row):
+                entity_id, role = row["id"], "created"
+                break
+            found = entity_store.by_natural_key(conn, row["zone_id"], row["type"], row["identifier"], lock=True)
+            if found is not None:
+                entity_id, role = found["id"], "shared"
+                break
+        else:
+            raise AssertionError("the natural key kept changing")
+        if holding is not None:
+            holding.set()
+            time.sleep(0.3)
+        entity_store.insert_use(conn, _use(install_id, entity_id, row["zone_id"], role))
+    return entity_id, role
+
+
+def test_a_share_arriving_during_the_last_release_creates_the_entity_again(db: Database) -> None:
+    zone_id = zone(db)
+    old = entity_row(zone_id, "https://slack.com")
+    with db.write() as conn:
+        entity_store.insert_entity(conn, old)
+        entity_store.insert_use(conn, _use("ins_a", old["id"], zone_id, "created"))
+    locked = threading.Event()
+    outcome: list[str] = []
+    releaser = threading.Thread(
+        target=lambda: outcome.append(_release_last_use(db, zone_id, old["id"], "ins_a", locked))
+    )
+    releaser.start()
+    assert locked.wait(10)
+    new = entity_row(zone_id, "https://slack.com")
+    entity_id, role = _share_or_create(db, new, "ins_b")
+    releaser.join(timeout=30)
+    assert outcome == ["deleted"]
+    assert (entity_id, role) == (new["id"], "created")
+    with db.read() as conn:
+        assert entity_store.get_entity(conn, zone_id, old["id"]) is None
+        assert [u["install_id"] for u in entity_store.uses_of_entity(conn, new["id"])] == ["ins_b"]
+
+
+def test_a_release_during_a_share_keeps_the_entity_for_its_new_user(db: Database) -> None:
+    zone_id = zone(db)
+    entity = entity_row(zone_id, "https://notion.so")
+    with db.write() as conn:
+        entity_store.insert_entity(conn, entity)
+        entity_store.insert_use(conn, _use("ins_a", entity["id"], zone_id, "created"))
+    shared: list[tuple[str, str]] = []
+    holding = threading.Event()
+    sharer = threading.Thread(
+        target=lambda: shared.append(_share_or_create(db, entity_row(zone_id, "https://notion.so"), "ins_b", holding))
+    )
+    sharer.start()
+    assert holding.wait(10)  # the sharer holds the entity's row lock (PostgreSQL) or the write lock (SQLite) now
+    outcome = _release_last_use(db, zone_id, entity["id"], "ins_a")
+    sharer.join(timeout=30)
+    assert shared == [(entity["id"], "shared")]
+    assert outcome == "kept"
+    with db.read() as conn:
+        assert entity_store.get_entity(conn, zone_id, entity["id"]) is not None
+        assert [u["install_id"] for u in entity_store.uses_of_entity(conn, entity["id"])] == ["ins_b"]

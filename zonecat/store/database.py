@@ -1,7 +1,14 @@
 """Connections and transactions for SQLite (the default) and PostgreSQL.
 
-``Database.write()`` is one write transaction: on SQLite it starts with ``BEGIN IMMEDIATE`` so two writers never
-deadlock on a lock upgrade; ``Database.read()`` is a plain read transaction (a consistent snapshot under WAL).
+``Database.write()`` is one write transaction. On SQLite it starts with ``BEGIN IMMEDIATE`` so two writers never
+deadlock on a lock upgrade, and the threads of one process queue on an in-process lock first. On PostgreSQL it is
+READ COMMITTED: writers run concurrently, and correctness comes from constraints, guarded writes
+(``… WHERE status = :expected``, re-checked by PostgreSQL after a concurrent update) and row locks where a decision
+reads before it writes (the claim's ``FOR UPDATE SKIP LOCKED``, the entity lock of a share or release).
+
+``Database.read()`` is a read-only transaction that sees one consistent snapshot: SQLite's under WAL, and on
+PostgreSQL a ``REPEATABLE READ READ ONLY`` transaction (which never fails to serialise), so a page and its cursors,
+or a task and its events, come from the same moment on both.
 """
 
 from __future__ import annotations
@@ -70,10 +77,14 @@ class Database:
         else:
             self.engine = sa.create_engine(
                 url,
+                # API request threads and worker threads share the pool; past pool_size + max_overflow a request
+                # waits (pool_timeout) for a connection rather than opening more.
                 pool_size=pool_size,
-                max_overflow=10,
-                pool_pre_ping=True,
+                max_overflow=20,
+                pool_timeout=30,
+                pool_pre_ping=True,  # a connection broken by a database restart is replaced, not handed out
                 pool_recycle=300,
+                connect_args={"connect_timeout": 10},
                 hide_parameters=True,
             )
 
@@ -91,9 +102,12 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        """A read-only transaction."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A read-only transaction on one consistent snapshot."""
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with conn.begin():
+                yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -32,18 +32,23 @@ def insert_entity_if_absent(conn: sa.Connection, row: Row) -> bool:
     """Insert unless the natural key is taken (then nothing happens): True when this call inserted the row.
 
     ``ON CONFLICT DO NOTHING`` on both SQLite and PostgreSQL, so a race on the natural key never aborts the
-    surrounding transaction and needs no savepoint.
+    surrounding transaction and needs no savepoint. Whether a row went in is read from ``RETURNING``, not from
+    the row count: SQLAlchemy's psycopg dialect reports -1 as the row count of every INSERT.
     """
     unknown = set(row) - set(entities.c.keys())
     if unknown:
         raise TypeError(f"entities has no columns {sorted(unknown)}")
-    key = ["zone_id", "type", "identifier"]
-    statement: sa.Insert
-    if conn.dialect.name == "postgresql":
-        statement = postgresql.insert(entities).on_conflict_do_nothing(index_elements=key)
-    else:
-        statement = sqlite.insert(entities).on_conflict_do_nothing(index_elements=key)
-    return conn.execute(statement, row).rowcount == 1
+    return conn.execute(_INSERT_IF_ABSENT[conn.dialect.name], row).first() is not None
+
+
+_NATURAL_KEY = ["zone_id", "type", "identifier"]
+# Built once per dialect: the compiled statement is cached and reused on every entity step.
+_INSERT_IF_ABSENT: dict[str, sa.Executable] = {
+    "postgresql": postgresql.insert(entities)
+    .on_conflict_do_nothing(index_elements=_NATURAL_KEY)
+    .returning(entities.c.id),
+    "sqlite": sqlite.insert(entities).on_conflict_do_nothing(index_elements=_NATURAL_KEY).returning(entities.c.id),
+}
 
 
 def remaining_uses(conn: sa.Connection, entity_id: str) -> list[str]:

@@ -70,8 +70,11 @@ def list_tasks(
 def claim(conn: sa.Connection, worker_id: str, now: int, lease_ms: int) -> Row | None:
     """Take the oldest due task: pending, or running with an expired lease (its worker died).
 
-    On PostgreSQL the inner select skips rows other workers are claiming; on SQLite the surrounding
-    ``BEGIN IMMEDIATE`` serialises claimers.
+    On PostgreSQL the select locks the row it returns and skips rows other workers are claiming
+    (``FOR UPDATE SKIP LOCKED``); on SQLite the surrounding ``BEGIN IMMEDIATE`` serialises claimers. The update is
+    guarded by the status *and* the lease that were read, so even without the row lock one task could never be
+    handed to two workers (a re-check of ``status = 'running'`` alone would let two claimers take over one
+    expired lease).
     """
     due = sa.or_(
         sa.and_(tasks.c.status == "pending", tasks.c.run_after_ms <= now),
@@ -89,7 +92,13 @@ def claim(conn: sa.Connection, worker_id: str, now: int, lease_ms: int) -> Row |
         return None
     result = conn.execute(
         tasks.update()
-        .where(tasks.c.id == found.id, tasks.c.status == found.status)
+        .where(
+            tasks.c.id == found.id,
+            tasks.c.status == found.status,
+            tasks.c.locked_until_ms.is_(None)
+            if found.locked_until_ms is None
+            else tasks.c.locked_until_ms == found.locked_until_ms,
+        )
         .values(
             status="running",
             locked_by=worker_id,

@@ -26,13 +26,23 @@ from zonecat.store.database import Database
 log = logging.getLogger("zonecat.worker")
 
 
+# tasks.locked_by is VARCHAR(64), which PostgreSQL enforces: a longer id would fail every claim.
+MAX_WORKER_ID = 64
+HOST_IN_WORKER_ID = 32  # room for ":<pid>:<object id in hex>" (at most 1 + 7 + 1 + 16)
+
+
+def default_worker_id(worker: object) -> str:
+    """``host:pid:n``, the host name cut to ``HOST_IN_WORKER_ID`` characters so that the id fits the column."""
+    return f"{socket.gethostname()[:HOST_IN_WORKER_ID]}:{os.getpid()}:{id(worker):x}"[:MAX_WORKER_ID]
+
+
 class Worker:
     """Runs tasks until ``stop()``; ``wake()`` cuts the idle sleep short when a task was just enqueued."""
 
     def __init__(self, db: Database, settings: Settings, name: str | None = None) -> None:
         self.db = db
         self.settings = settings
-        self.worker_id = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.worker_id = name or default_worker_id(self)
         self.lease_ms = int(settings.lease_seconds * 1000)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -57,6 +67,12 @@ class Worker:
                 ran = self.run_one()
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
                 log.warning("database unavailable, retrying", extra={"error": str(exc).splitlines()[0]})
+                self._stop.wait(1.0)
+                continue
+            except Exception:
+                # Anything else (a bug, a value the database refuses) must not end this thread silently: the
+                # worker would look alive while no task ever runs again.
+                log.exception("worker loop failed, retrying", extra={"worker_id": self.worker_id})
                 self._stop.wait(1.0)
                 continue
             if not ran:
