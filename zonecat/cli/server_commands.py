@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,6 +22,22 @@ if TYPE_CHECKING:
     from zonecat.worker.wakeup import Listener
 
 log = logging.getLogger("zonecat.server")
+
+
+@contextlib.contextmanager
+def database_errors() -> Iterator[None]:
+    """A database that is unreachable or not migrated ends the command with one clear line, not a traceback."""
+    import sqlalchemy as sa
+
+    from zonecat.store.database import SchemaBehind
+
+    try:
+        yield
+    except SchemaBehind as exc:
+        raise click.ClickException(exc.message) from exc
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise click.ClickException(f"cannot connect to the database: {reason}") from exc
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -52,15 +69,12 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
     from zonecat.api.app import create_app
     from zonecat.api.context import AppContext, RateLimiter
     from zonecat.engine.bootstrap import boot
-    from zonecat.store.database import SchemaBehind
     from zonecat.worker.worker import Worker
 
     settings = _settings(host=host, port=port)
     logs.configure(settings.log_level)
-    try:
+    with database_errors():
         db, secret = boot(settings)
-    except SchemaBehind as exc:
-        raise click.ClickException(exc.message) from exc
     if secret is not None:
         click.echo(
             "\nzonecat created an organization-admin token. It is shown only this once:\n\n"
@@ -121,15 +135,12 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
 def worker(concurrency: int) -> None:
     """Run catalog tasks (no API) until SIGTERM."""
     from zonecat.engine.bootstrap import open_database
-    from zonecat.store.database import SchemaBehind
     from zonecat.worker.worker import Worker
 
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    try:
+    with database_errors():
         db = open_database(settings)
-    except SchemaBehind as exc:
-        raise click.ClickException(exc.message) from exc
     workers = [Worker(db, settings) for _ in range(max(1, concurrency))]
     threads = [threading.Thread(target=w.run, name=f"worker-{i}") for i, w in enumerate(workers)]
 
@@ -163,8 +174,9 @@ def migrate() -> None:
 
     settings = Settings.from_env()
     db = Database(settings.effective_database_url)
-    before, head = db.schema_revision()
-    db.migrate()
+    with database_errors():
+        before, head = db.schema_revision()
+        db.migrate()
     click.echo(f"database schema: {before or 'empty'} -> {head}")
     db.dispose()
     sys.exit(0)
@@ -181,17 +193,15 @@ def check(zone_id: str | None, lease_grace: float) -> None:
     """
     from zonecat.clock import now_ms
     from zonecat.engine.invariants import check as check_invariants
-    from zonecat.store.database import Database, SchemaBehind
+    from zonecat.store.database import Database
 
     settings = Settings.from_env()
     db = Database(settings.effective_database_url)
     try:
-        try:
+        with database_errors():
             db.ensure_current()
-        except SchemaBehind as exc:
-            raise click.ClickException(exc.message) from exc
-        with db.read() as conn:
-            violations = check_invariants(conn, now_ms(), zone_id, int(lease_grace * 1000))
+            with db.read() as conn:
+                violations = check_invariants(conn, now_ms(), zone_id, int(lease_grace * 1000))
     finally:
         db.dispose()
     for violation in violations:

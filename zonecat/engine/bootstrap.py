@@ -9,13 +9,15 @@ import socket
 import sqlalchemy as sa
 
 from zonecat.clock import now_ms
+from zonecat.domain import workers
 from zonecat.engine.access import generate_token, hash_token
 from zonecat.engine.packages import load_global_catalog
 from zonecat.ids import new_id
 from zonecat.settings import Settings
+from zonecat.store import tasks as task_store
 from zonecat.store import zones as zone_store
 from zonecat.store.database import Database
-from zonecat.store.schema import tasks, tokens
+from zonecat.store.schema import tokens
 
 log = logging.getLogger("zonecat.bootstrap")
 
@@ -92,41 +94,21 @@ def _pid_alive(pid: int) -> bool:
 def expire_dead_local_leases(db: Database) -> list[str]:
     """Make the tasks of this host's dead workers claimable now instead of when their lease runs out.
 
-    A worker's id is ``host:pid:n``. Called at start-up, before this process runs any worker: a lease held by a
-    worker of this host whose process is gone (or that had this very pid, which a restarted container often
-    reuses) can never be renewed again, so a ``kill -9`` followed by a restart resumes its task at once. Only used
-    on SQLite, whose database is local to one host; a lease of another host, or of a live process, is left alone.
-    Returns the ids of the tasks whose lease was expired.
+    Called at start-up, before this process runs any worker: a lease held by a worker of this host whose process is
+    gone (or that had this very pid, which a restarted container often reuses) can never be renewed again, so a
+    ``kill -9`` followed by a restart resumes its task at once. Only used on SQLite, whose database is local to one
+    host; a lease of another host, or of a live process, is left alone. Returns the ids of the expired leases.
     """
     host = socket.gethostname()
     me = os.getpid()
     expired: list[str] = []
     with db.write() as conn:
-        rows = conn.execute(
-            sa.select(tasks.c.id, tasks.c.locked_by, tasks.c.locked_until_ms).where(
-                tasks.c.status == "running", tasks.c.locked_until_ms > 1
-            )
-        ).all()
-        for row in rows:
-            parts = (row.locked_by or "").rsplit(":", 2)
-            if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        for lease in task_store.live_leases(conn):
+            pid = workers.owner_process(lease["locked_by"], host)
+            if pid is None or (pid != me and _pid_alive(pid)):
                 continue
-            pid = int(parts[1])
-            if pid != me and _pid_alive(pid):
-                continue
-            # 1, not 0: the lease ran out (its worker died); 0 means a worker handed the task back gracefully.
-            result = conn.execute(
-                tasks.update()
-                .where(
-                    tasks.c.id == row.id,
-                    tasks.c.status == "running",
-                    tasks.c.locked_by == row.locked_by,
-                    tasks.c.locked_until_ms == row.locked_until_ms,
-                )
-                .values(locked_until_ms=1)
-            )
-            if result.rowcount == 1:
-                expired.append(row.id)
+            if task_store.expire_lease(conn, lease["id"], lease["locked_by"], lease["locked_until_ms"]):
+                expired.append(lease["id"])
     for task_id in expired:
         log.info("lease of a dead worker expired at start-up", extra={"task_id": task_id})
     return expired

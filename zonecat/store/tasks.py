@@ -137,6 +137,32 @@ _NEXT_SEQ = (
 _EVENT_COLUMNS = ("status", "local_name", "entity_type", "action", "entity_id", "href", "message")
 
 
+def live_leases(conn: sa.Connection) -> list[Row]:
+    """Running tasks whose lease has not been handed back or expired on purpose: id, owner, lease end."""
+    query = sa.select(tasks.c.id, tasks.c.locked_by, tasks.c.locked_until_ms).where(
+        tasks.c.status == "running", tasks.c.locked_until_ms > 1
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def expire_lease(conn: sa.Connection, task_id: str, locked_by: str, locked_until_ms: int) -> bool:
+    """End a dead worker's lease now, if it is still exactly the one that was read.
+
+    1, not 0: the lease ran out (its worker died); 0 means a worker handed the task back gracefully.
+    """
+    result = conn.execute(
+        tasks.update()
+        .where(
+            tasks.c.id == task_id,
+            tasks.c.status == "running",
+            tasks.c.locked_by == locked_by,
+            tasks.c.locked_until_ms == locked_until_ms,
+        )
+        .values(locked_until_ms=1)
+    )
+    return result.rowcount == 1
+
+
 def renew_lease(conn: sa.Connection, task_id: str, worker_id: str, now: int, lease_ms: int) -> bool:
     """Extend the lease; False when this worker no longer owns the running task."""
     result = conn.execute(_RENEW, {"task_id": task_id, "worker_id": worker_id, "until": now + lease_ms})

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from zonecat import errors
 from zonecat.clock import now_ms
+from zonecat.domain import workers
 from zonecat.engine.provisioner import Interrupted, TaskRun
 from zonecat.settings import Settings
 from zonecat.store import tasks as task_store
@@ -26,14 +27,9 @@ from zonecat.store.database import Database
 log = logging.getLogger("zonecat.worker")
 
 
-# tasks.locked_by is VARCHAR(64), which PostgreSQL enforces: a longer id would fail every claim.
-MAX_WORKER_ID = 64
-HOST_IN_WORKER_ID = 32  # room for ":<pid>:<object id in hex>" (at most 1 + 7 + 1 + 16)
-
-
 def default_worker_id(worker: object) -> str:
-    """``host:pid:n``, the host name cut to ``HOST_IN_WORKER_ID`` characters so that the id fits the column."""
-    return f"{socket.gethostname()[:HOST_IN_WORKER_ID]}:{os.getpid()}:{id(worker):x}"[:MAX_WORKER_ID]
+    """``host:pid:n`` (see ``zonecat.domain.workers``)."""
+    return workers.worker_id(socket.gethostname(), os.getpid(), id(worker))
 
 
 class Worker:
