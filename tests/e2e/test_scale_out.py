@@ -214,3 +214,45 @@ def test_two_apis_three_workers_200_installs_one_worker_killed(cluster: Cluster)
     with client(urls[1]) as http:
         assert all_entities(http, zone) == []
     cluster.check()
+
+
+def chain_manifest(count: int) -> dict[str, Any]:
+    entities: dict[str, Any] = {}
+    for index in range(count):
+        after = f', "metadata": {{"after": entities.e{index - 1}.outputs.id}}' if index else ""
+        entities[f"e{index}"] = {
+            "type": "secret",
+            "bindings": f'{{"identifier": "chain-{index}", "name": "secret {index}"{after}}}',
+        }
+    return {"kind": "custom", "name": f"Chain {uuid.uuid4().hex[:6]}", "entities": entities}
+
+
+def test_sigterm_finishes_the_step_hands_the_task_back_and_another_worker_resumes(cluster: Cluster) -> None:
+    cluster.migrate()
+    url = cluster.start_api()
+    first = cluster.start_worker()
+    with client(url) as http:
+        zone = http.post("/zones", json={"name": f"sigterm-{uuid.uuid4().hex[:8]}"}).json()["id"]
+        created = http.post(f"/zones/{zone}/packages", json={"manifest": chain_manifest(400)}).json()
+        http.post(f"/zones/{zone}/packages/{created['id']}/versions", json={}).raise_for_status()
+        task_id = http.post(f"/zones/{zone}/installs", json={"package_id": created["id"]}).json()["id"]
+        deadline = time.monotonic() + 60
+        while sum(e["kind"] == "step_done" for e in events(http, zone, task_id)) < 20:
+            assert time.monotonic() < deadline, "the install never started"
+            time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0  # it finished its current step and exited on its own
+    with client(url) as http:
+        released = [e for e in events(http, zone, task_id) if e["kind"] == "step_done"]
+        assert 20 <= len(released) < 400, "the worker kept going after SIGTERM"
+    cluster.start_worker()  # resumes at once: the lease was handed back, not left to expire
+    (final,) = wait_all(url, zone, [task_id], timeout=120)
+    assert final["status"] == "completed", final.get("error_message")
+    with client(url) as http:
+        running = [
+            e["message"] for e in events(http, zone, task_id) if e["kind"] == "status" and e["status"] == "running"
+        ]
+        assert len(running) == 2 and "released" in running[1], running
+        steps = [e["local_name"] for e in events(http, zone, task_id) if e["kind"] == "step_done"]
+        assert sorted(steps) == sorted(f"e{i}" for i in range(400))
+    cluster.check()
