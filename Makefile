@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test check bench crash clean help postgres-binaries
+.PHONY: run test check bench crash soak clean help postgres-binaries
 
 help:
 	@echo "make run    - start zonecat on http://127.0.0.1:8080 (SQLite in ./.zonecat, shipped catalog)"
@@ -12,6 +12,7 @@ help:
 	@echo "make check  - lint and type checks only"
 	@echo "make bench  - benchmarks (writes bench/results/latest.json)"
 	@echo "make crash  - the long crash campaign: 200 SIGKILLs during installs and deletes (SEED=n to replay)"
+	@echo "make soak   - mixed load for MINUTES (default 10): requests, errors, server RSS at start/half/end"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +45,9 @@ bench: $(STAMP)
 
 crash: $(STAMP)
 	$(BIN)/python -m tests.campaigns.crash --kills $${KILLS:-200} $${SEED:+--seed $$SEED}
+
+soak: $(STAMP)
+	$(BIN)/python -m tests.campaigns.soak --minutes $${MINUTES:-10}
 
 clean:
 	rm -rf $(VENV) .zonecat .pytest_cache .mypy_cache .ruff_cache

@@ -17,18 +17,29 @@ from tests.pg import DatabasePool, PostgresServer
 from zonecat.settings import Settings
 from zonecat.store.database import Database
 from zonecat.store.schema import metadata
+from zonecat.store.secrets import SecretBox
 
 TEMPLATE_DATABASE = "zonecat_template"
+# The secret key of every in-process database of the tests (urlsafe base64 of 32 bytes, like ZONECAT_SECRET_KEY).
+TEST_SECRET_KEY = "dGVzdC1zZWNyZXQta2V5LW9mLXplcm9jYXQtdGVzdHM="
+TEST_SECRET_BOX = SecretBox.from_text(TEST_SECRET_KEY)
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, rate_limit_per_second=0, lease_seconds=5, heartbeat_seconds=1, poll_seconds=0.2)
+    return Settings(
+        data_dir=tmp_path,
+        secret_key=TEST_SECRET_KEY,
+        rate_limit_per_second=0,
+        lease_seconds=5,
+        heartbeat_seconds=1,
+        poll_seconds=0.2,
+    )
 
 
 @pytest.fixture
 def sqlite_db(settings: Settings) -> Iterator[Database]:
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, secret_box=TEST_SECRET_BOX)
     db.migrate()
     yield db
     db.dispose()

@@ -42,6 +42,8 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     bootstrap_token: str | None = field(default=None, repr=False)
+    # urlsafe base64 of 32 bytes; unset: ``<data_dir>/secret.key``, generated on first start (zonecat.store.secrets)
+    secret_key: str | None = field(default=None, repr=False)
     max_body_bytes: int = 1024 * 1024
     max_inputs_bytes: int = 64 * 1024
     rate_limit_per_second: float = 500.0
@@ -64,6 +66,7 @@ class Settings:
             host=env.get("ZONECAT_HOST") or DEFAULT_HOST,
             port=_int(env, "ZONECAT_PORT", DEFAULT_PORT),
             bootstrap_token=env.get("ZONECAT_BOOTSTRAP_TOKEN") or None,
+            secret_key=env.get("ZONECAT_SECRET_KEY") or None,
             max_body_bytes=_int(env, "ZONECAT_MAX_BODY_BYTES", 1024 * 1024),
             max_inputs_bytes=_int(env, "ZONECAT_MAX_INPUTS_BYTES", 64 * 1024),
             rate_limit_per_second=_float(env, "ZONECAT_RATE_LIMIT", 500.0),

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import TEST_SECRET_BOX
 from tests.pg import DatabasePool, PostgresServer
 from zonecat.api.app import create_app
 from zonecat.api.context import AppContext, RateLimiter
@@ -93,7 +94,7 @@ def _seed(db: Database) -> None:
 def api_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated, seeded SQLite file, made once per session; each test gets a copy."""
     path = tmp_path_factory.mktemp("api-template") / "zonecat.db"
-    db = Database(f"sqlite:///{path}")
+    db = Database(f"sqlite:///{path}", secret_box=TEST_SECRET_BOX)
     try:
         db.migrate()
         _seed(db)
@@ -106,7 +107,7 @@ def api_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def api_postgres_databases(postgres_server: PostgresServer, postgres_template: str) -> DatabasePool:
     """Copies of a migrated, seeded PostgreSQL database."""
     name = postgres_server.create_database("zonecat_api_template", template=postgres_template)
-    db = Database(postgres_server.url(name))
+    db = Database(postgres_server.url(name), secret_box=TEST_SECRET_BOX)
     try:
         _seed(db)
     finally:
@@ -141,7 +142,7 @@ def api(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path) -> I
     with fresh_database(request, request.param, tmp_path) as url:
         if request.param != "sqlite":
             settings = settings.with_changes(database_url=url)
-        db = Database(url)
+        db = Database(url, secret_box=TEST_SECRET_BOX)
         try:
             worker = Worker(db, settings, name="test-worker")
             thread = threading.Thread(target=worker.run, daemon=True)

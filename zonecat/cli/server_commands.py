@@ -30,10 +30,11 @@ def database_errors() -> Iterator[None]:
     import sqlalchemy as sa
 
     from zonecat.store.database import SchemaBehind
+    from zonecat.store.secrets import SecretError
 
     try:
         yield
-    except SchemaBehind as exc:
+    except (SchemaBehind, SecretError) as exc:
         raise click.ClickException(exc.message) from exc
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
@@ -192,11 +193,14 @@ def check(zone_id: str | None, lease_grace: float) -> None:
     while the API is down.
     """
     from zonecat.clock import now_ms
+    from zonecat.engine.bootstrap import open_secret_box
     from zonecat.engine.invariants import check as check_invariants
     from zonecat.store.database import Database
 
     settings = Settings.from_env()
-    db = Database(settings.effective_database_url)
+    with database_errors():
+        # The key of the deployment if there is one; `check` never creates a key file.
+        db = Database(settings.effective_database_url, secret_box=open_secret_box(settings, create=False))
     try:
         with database_errors():
             db.ensure_current()

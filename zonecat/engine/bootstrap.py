@@ -18,15 +18,21 @@ from zonecat.store import tasks as task_store
 from zonecat.store import zones as zone_store
 from zonecat.store.database import Database
 from zonecat.store.schema import tokens
+from zonecat.store.secrets import SecretBox, load_key
 
 log = logging.getLogger("zonecat.bootstrap")
 
 ORGANIZATION_ID = "default"
 
 
+def open_secret_box(settings: Settings, create: bool = True) -> SecretBox | None:
+    """The box of ``ZONECAT_SECRET_KEY``, else of ``<data_dir>/secret.key`` (generated there when ``create``)."""
+    return load_key(settings.secret_key, settings.data_dir, create=create)
+
+
 def open_database(settings: Settings) -> Database:
     """Open the database; on the SQLite default create and migrate it, elsewhere insist it is migrated."""
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, secret_box=open_secret_box(settings))
     if db.is_sqlite:
         db.migrate()
     else:

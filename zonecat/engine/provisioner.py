@@ -13,13 +13,14 @@ by the catalog.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
 from zonecat import errors
-from zonecat.clock import now_ms
+from zonecat.clock import now_ms, rfc3339
 from zonecat.domain import bindings, schemas
 from zonecat.domain.entity_types import ENTITY_TYPES
 from zonecat.domain.kinds import KINDS
@@ -327,6 +328,36 @@ class TaskRun:
             if following is not None:
                 events.append(self._intent(conn, now, following["local_name"], types.get(following["entity_id"])))
             self._journal(conn, now, *events)
+            if action == "preserved":
+                self._warn_if_unplanned(conn, now, use["local_name"], entity, users)
+
+    def _warn_if_unplanned(self, conn: sa.Connection, now: int, name: str, entity: Row, users: list[str]) -> None:
+        """A delete preserves an entity its plan did not warn about when another install started using it after
+        the DELETE was answered. The task's warnings then get the missing one, so that every preserved entity is
+        named in a warning of its delete task (GET the task to see it)."""
+        field = f"entities.{name}"
+        warnings: list[Row] = list(self.task.get("warnings") or [])
+        if any(detail.get("field") == field for warning in warnings for detail in warning.get("details", [])):
+            return
+        label = f"{entity['type']} '{entity['identifier']}' ({entity['id']})"
+        if entity["managed"]:
+            message = f"{label} is still used by install {users[0]} and was preserved"
+        else:
+            message = f"{label} was not created by the catalog and was preserved"
+        warnings.append(
+            {
+                "code": "conflict",
+                "status": 409,
+                "message": message,
+                "path": f"/zones/{self.zone_id}/installs/{self.install_id}",
+                # Found while the task ran: no request of its own; a stable id derived from the task.
+                "request_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"zonecat:{self.task_id}")),
+                "timestamp": rfc3339(now),
+                "details": [{"code": "conflict", "field": field, "message": message}],
+            }
+        )
+        task_store.update_owned(conn, self.task_id, self.worker_id, now, warnings=warnings)
+        self.task["warnings"] = warnings
 
     # -- delete --------------------------------------------------------------------------------------------
 

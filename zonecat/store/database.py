@@ -27,6 +27,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from zonecat import errors
+from zonecat.store.secrets import SecretBox, attach
 
 _IMMEDIATE = "zonecat_immediate"
 
@@ -54,10 +55,15 @@ def _sqlite_setup(engine: sa.Engine) -> None:
 
 
 class Database:
-    """One database: an engine plus the transaction helpers every store module uses."""
+    """One database: an engine plus the transaction helpers every store module uses.
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    ``secret_box`` encrypts the write-only columns at rest (``zonecat.store.secrets``); without one, writing or
+    reading an encrypted write-only value raises ``SecretKeyMissing``.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, secret_box: SecretBox | None = None) -> None:
         self.url = url
+        self.secret_box = secret_box
         self.is_sqlite = url.startswith("sqlite")
         # SQLite has one writer at a time, and its busy handler sleeps up to 100 ms between retries. Threads of
         # one process therefore queue on this lock instead, and the busy handler only arbitrates between processes.
@@ -87,6 +93,7 @@ class Database:
                 connect_args={"connect_timeout": 10},
                 hide_parameters=True,
             )
+        attach(self.engine, secret_box)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from zonecat.store.secrets import EncryptedJSON
+
 metadata = sa.MetaData()
 
 _UNFINISHED = sa.text("status IN ('pending', 'running')")
@@ -81,8 +83,8 @@ installs = sa.Table(
     sa.Column("version_id", sa.String(26), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("inputs", sa.JSON, nullable=False),
-    # Write-only inputs: kept apart so that no read path can return them by accident.
-    sa.Column("secret_inputs", sa.JSON, nullable=False),
+    # Write-only inputs: kept apart so that no read path can return them by accident, and encrypted at rest.
+    sa.Column("secret_inputs", EncryptedJSON("installs.secret_inputs"), nullable=False),
     sa.Column("outputs", sa.JSON, nullable=True),
     sa.Column("created_at_ms", sa.BigInteger, nullable=False),
     sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
@@ -160,7 +162,8 @@ entities = sa.Table(
     sa.Column("identifier", sa.String(2048), nullable=False),
     sa.Column("slug", sa.String(63), nullable=False),
     sa.Column("attributes", sa.JSON, nullable=False),
-    sa.Column("secret_attributes", sa.JSON, nullable=False),
+    # Write-only attributes (``client_secret``, ``data``): encrypted at rest (zonecat.store.secrets).
+    sa.Column("secret_attributes", EncryptedJSON("entities.secret_attributes"), nullable=False),
     sa.Column("managed", sa.Boolean, nullable=False),
     sa.Column("created_by_install_id", sa.String(26), nullable=True),
     sa.Column("created_by_task_id", sa.String(26), nullable=True),
