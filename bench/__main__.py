@@ -64,7 +64,7 @@ class Server:
         quiet = subprocess.DEVNULL
         self.workers: list[subprocess.Popen[bytes]] = []
         if database_url:
-            env["ZONECAT_DATABASE_URL"] = database_url
+            env["ZONECAT_DATABASE_URL"] = database_url  # API and workers share the data dir, hence the secret key
             subprocess.run([ZONECAT, "migrate"], env=env, check=True, stdout=quiet, stderr=quiet)
             self.process = subprocess.Popen([ZONECAT, "serve", "--no-worker"], env=env, stdout=quiet, stderr=quiet)
             self.workers = [

@@ -52,6 +52,7 @@ class Settings:
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 1.0
     log_level: str = "INFO"
+    database_wait_seconds: float = 30.0
     run_worker: bool = True
 
     @classmethod
@@ -75,6 +76,7 @@ class Settings:
             heartbeat_seconds=_float(env, "ZONECAT_HEARTBEAT_SECONDS", 5.0),
             poll_seconds=_float(env, "ZONECAT_POLL_SECONDS", 1.0),
             log_level=env.get("ZONECAT_LOG_LEVEL", "INFO").upper(),
+            database_wait_seconds=_float(env, "ZONECAT_DATABASE_WAIT_SECONDS", 30.0),
         )
 
     def with_changes(self, **changes: object) -> Settings:

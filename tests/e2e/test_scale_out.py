@@ -43,6 +43,9 @@ class Cluster:
         self.env.update(
             {
                 "ZONECAT_DATABASE_URL": database_url,
+                "ZONECAT_DATA_DIR": str(log_dir / "data"),
+                # Every process of a deployment must share the key of the write-only values.
+                "ZONECAT_SECRET_KEY": "c2NhbGUtb3V0LXRlc3Qta2V5LTMyLWJ5dGVzLWxvbmc=",
                 "ZONECAT_BOOTSTRAP_TOKEN": TOKEN,
                 "ZONECAT_RATE_LIMIT": "0",
                 "ZONECAT_LEASE_SECONDS": "2",
@@ -78,8 +81,16 @@ class Cluster:
         raise AssertionError("API process did not become ready")
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        process = self._spawn(["worker", "--concurrency", "2"], f"worker-{len(self.workers)}")
+        """Start a worker process and wait until it runs (it logs 'worker started' once connected)."""
+        name = f"worker-{len(self.workers)}"
+        process = self._spawn(["worker", "--concurrency", "2"], name, ZONECAT_LOG_LEVEL="INFO")
         self.workers.append(process)
+        log = self.log_dir / f"{name}.log"
+        deadline = time.monotonic() + 90
+        while b"worker started" not in log.read_bytes():
+            assert process.poll() is None, f"worker exited: {log.read_text(errors='replace')[-2000:]}"
+            assert time.monotonic() < deadline, "worker did not start"
+            time.sleep(0.1)
         return process
 
     def stop(self) -> None:

@@ -9,8 +9,9 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -39,6 +40,25 @@ def database_errors() -> Iterator[None]:
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
         raise click.ClickException(f"cannot connect to the database: {reason}") from exc
+
+
+T = TypeVar("T")
+
+
+def when_database_answers(open_it: Callable[[], T], wait_seconds: float) -> T:
+    """Call ``open_it``, retrying while the database is unreachable for up to ``wait_seconds`` (a process started
+    together with its database, or during a database restart, waits instead of dying)."""
+    import sqlalchemy as sa
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return open_it()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("waiting for the database", extra={"error": type(exc.orig or exc).__name__})
+            time.sleep(1.0)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -75,7 +95,7 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
     settings = _settings(host=host, port=port)
     logs.configure(settings.log_level)
     with database_errors():
-        db, secret = boot(settings)
+        db, secret = when_database_answers(lambda: boot(settings), settings.database_wait_seconds)
     if secret is not None:
         click.echo(
             "\nzonecat created an organization-admin token. It is shown only this once:\n\n"
@@ -141,7 +161,7 @@ def worker(concurrency: int) -> None:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     with database_errors():
-        db = open_database(settings)
+        db = when_database_answers(lambda: open_database(settings), settings.database_wait_seconds)
     workers = [Worker(db, settings) for _ in range(max(1, concurrency))]
     threads = [threading.Thread(target=w.run, name=f"worker-{i}") for i, w in enumerate(workers)]
 
