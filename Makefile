@@ -12,6 +12,7 @@ help:
 	@echo "make check  - lint and type checks only"
 	@echo "make bench  - benchmarks (writes bench/results/latest.json)"
 	@echo "make crash  - the long crash campaign: 200 SIGKILLs during installs and deletes (SEED=n to replay)"
+	@echo "make fuzz   - the long API fuzzing campaign: 2,000 schemathesis cases (EXAMPLES=n, SEED=n to replay)"
 	@echo "make soak   - mixed load for MINUTES (default 10): requests, errors, server RSS at start/half/end"
 
 $(STAMP): pyproject.toml
@@ -45,6 +46,9 @@ bench: $(STAMP)
 
 crash: $(STAMP)
 	$(BIN)/python -m tests.campaigns.crash --kills $${KILLS:-200} $${SEED:+--seed $$SEED}
+
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.campaigns.fuzz --max-examples $${EXAMPLES:-2000} $${SEED:+--seed $$SEED}
 
 soak: $(STAMP)
 	$(BIN)/python -m tests.campaigns.soak --minutes $${MINUTES:-10}

@@ -18,6 +18,16 @@ MAX_LIMIT = 100
 _VERSION = "c1"
 
 
+def decimal_digits(text: str, max_digits: int = 9) -> int | None:
+    """``text`` as a non-negative integer when it is 1 to ``max_digits`` ASCII digits, else None.
+
+    Stricter than ``int()``, which also takes signs, spaces, underscores and non-ASCII digits (U+0665), and than
+    ``str.isdigit()``, which is true for "\\u00b2" that ``int()`` then refuses."""
+    if not 1 <= len(text) <= max_digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Cursor:
     boundary_id: str
@@ -66,15 +76,17 @@ class PageRequest:
                 "'after' and 'before' are mutually exclusive",
                 [errors.Detail("after", "give either after or before, not both", "bad_request")],
             )
-        if limit is None or limit == "":
+        if limit is None:
             count = DEFAULT_LIMIT
+        elif isinstance(limit, int):
+            count = limit
         else:
-            try:
-                count = int(limit)
-            except (TypeError, ValueError) as exc:
+            parsed = decimal_digits(limit)
+            if parsed is None:
                 raise errors.BadRequest(
                     "'limit' must be an integer", [errors.Detail("limit", "not an integer", "bad_request")]
-                ) from exc
+                )
+            count = parsed
         if not 1 <= count <= MAX_LIMIT:
             raise errors.BadRequest(
                 f"'limit' must be between 1 and {MAX_LIMIT}",

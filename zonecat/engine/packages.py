@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from zonecat import errors
 from zonecat.clock import now_ms
 from zonecat.domain import manifest as manifests
+from zonecat.domain.paging import decimal_digits
 from zonecat.domain.problems import Problem
 from zonecat.engine.access import Principal
 from zonecat.ids import new_id
@@ -168,11 +169,22 @@ def _release_draft(conn: sa.Connection, package: Row, expected_sha: str | None, 
     return version
 
 
+def find_version(conn: sa.Connection, package_id: str, ref: str) -> Row | None:
+    """A version by id or by number as the API names it. A reference that is neither ASCII digits nor ASCII (the
+    store would read "\u00b2" as a number, since ``str.isdigit`` says so) is no version."""
+    number = decimal_digits(ref)
+    if number is not None:
+        return package_store.find_version(conn, package_id, number)
+    if not ref.isascii():
+        return None
+    return package_store.find_version(conn, package_id, ref)
+
+
 def archive(db: Database, principal: Principal, zone_id: str, ref: str, version_ref: str) -> Row:
     now = now_ms()
     with db.write() as conn:
         package = _editable(conn, principal, zone_id, ref)
-        version = package_store.find_version(conn, package["id"], version_ref)
+        version = find_version(conn, package["id"], version_ref)
         if version is None:
             raise errors.NotFound(f"version {version_ref} of package {package['slug']} not found")
         package_store.archive_version(conn, version["id"], now)

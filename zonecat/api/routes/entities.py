@@ -21,7 +21,7 @@ from zonecat.store import entities as entity_store
 router = APIRouter(tags=["entities"])
 
 
-@router.get("/zones/{zone_id}/entities", responses=docs.responses(200, models.EntityList))
+@router.get("/zones/{zone_id}/entities", responses=docs.responses(200, models.EntityList), openapi_extra=docs.paging())
 def list_entities(
     zone_id: str,
     request: Request,
@@ -82,7 +82,13 @@ def _register(entity_type: EntityType) -> None:
 
         return JSONResponse(await run_in_threadpool(work), status_code=201)
 
-    @router.get(base, responses=docs.responses(200, models.TypedEntityList), tags=tag, name=f"list_{entity_type.name}")
+    @router.get(
+        base,
+        responses=docs.responses(200, models.TypedEntityList),
+        openapi_extra=docs.paging(),
+        tags=tag,
+        name=f"list_{entity_type.name}",
+    )
     def list_(zone_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
         page_req = page_request(request)
         with ctx.db.read() as conn:

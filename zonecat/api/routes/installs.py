@@ -15,6 +15,7 @@ from zonecat.api.bodies import json_body, require_object
 from zonecat.api.errors import request_id_of
 from zonecat.api.routes.common import absolute_url, page_request, request_info, zone_row
 from zonecat.domain.manifest import Manifest
+from zonecat.domain.paging import decimal_digits
 from zonecat.domain.states import InstallStatus
 from zonecat.engine import installs as install_service
 from zonecat.engine.views import entity_href
@@ -25,6 +26,10 @@ from zonecat.store import tasks as task_store
 
 router = APIRouter(tags=["installs"])
 
+# ``?redirect=`` of a task read: the accepted spellings and what each means.
+_SEQ = {"type": "string", "pattern": "^[0-9]{1,9}$"}
+_REDIRECT_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
 
 def _accepted(request: Request, zone_id: str, task: dict[str, Any], body: dict[str, Any]) -> JSONResponse:
     location = absolute_url(request, f"/zones/{zone_id}/catalog_tasks/{task['id']}")
@@ -34,8 +39,10 @@ def _accepted(request: Request, zone_id: str, task: dict[str, Any], body: dict[s
 @router.post(
     "/zones/{zone_id}/installs",
     status_code=202,
-    responses=docs.responses(202, models.Task, 403, 409, description="Accepted: the create task"),
-    openapi_extra=docs.body(models.InstallCreate),
+    responses=docs.responses(
+        202, models.Task, 403, 409, description="Accepted: the create task", headers={"Location": docs.LOCATION}
+    ),
+    openapi_extra={**docs.body(models.InstallCreate), **docs.parameters(*docs.IDEMPOTENCY_HEADERS)},
 )
 async def create_install(zone_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """Install a package version into the zone. Returns the pending create task."""
@@ -62,6 +69,7 @@ async def create_install(zone_id: str, request: Request, principal: Auth, ctx: C
 @router.get(
     "/zones/{zone_id}/installs",
     responses=docs.responses(200, models.InstallList),
+    openapi_extra=docs.paging(),
 )
 def list_installs(zone_id: str, request: Request, principal: Auth, ctx: Ctx, status: str | None = None) -> JSONResponse:
     """List the zone's installs, newest first (deleted ones included)."""
@@ -90,7 +98,15 @@ def get_install(zone_id: str, install_id: str, principal: Auth, ctx: Ctx) -> JSO
 @router.delete(
     "/zones/{zone_id}/installs/{install_id}",
     status_code=202,
-    responses=docs.responses(202, models.Task, 403, 409, description="Accepted: the delete task with its warnings"),
+    responses=docs.responses(
+        202,
+        models.Task,
+        403,
+        409,
+        description="Accepted: the delete task with its warnings",
+        headers={"Location": docs.LOCATION},
+    ),
+    openapi_extra=docs.parameters(*docs.IDEMPOTENCY_HEADERS),
 )
 async def delete_install(zone_id: str, install_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """Uninstall: returns the delete task, whose warnings name every entity that will be preserved."""
@@ -115,12 +131,28 @@ async def delete_install(zone_id: str, install_id: str, request: Request, princi
     "/zones/{zone_id}/catalog_tasks/{task_id}",
     responses={
         **docs.responses(200, models.Task),
-        303: {"description": "The task completed: see its install (absolute Location)"},
+        303: {
+            "description": "The task completed: see its install (absolute Location)",
+            "headers": {"Location": docs.LOCATION},
+        },
     },
+    openapi_extra=docs.parameters(
+        docs.query(
+            "redirect",
+            {"type": "string", "enum": list(_REDIRECT_FLAGS), "default": "true"},
+            "false (or 0, no): always 200 with the task, never 303; case-insensitive",
+        )
+    ),
 )
 def get_task(zone_id: str, task_id: str, request: Request, principal: Auth, ctx: Ctx) -> Response:
     """A task while pending, running or failed; once completed, 303 to its install (``?redirect=false``: 200)."""
-    redirect = request.query_params.get("redirect", "true").lower() not in ("false", "0", "no")
+    flag = request.query_params.get("redirect", "true").lower()
+    if flag not in _REDIRECT_FLAGS:
+        raise errors.BadRequest(
+            f"redirect must be one of {', '.join(_REDIRECT_FLAGS)}",
+            [errors.Detail("redirect", "not a boolean", "bad_request")],
+        )
+    redirect = _REDIRECT_FLAGS[flag]
     with ctx.db.read() as conn:
         zone_row(conn, principal, zone_id)
         row = task_store.get_task(conn, zone_id, task_id)
@@ -132,7 +164,9 @@ def get_task(zone_id: str, task_id: str, request: Request, principal: Auth, ctx:
         return JSONResponse(views.task_view(conn, row))
 
 
-@router.get("/zones/{zone_id}/catalog_tasks", responses=docs.responses(200, models.TaskList))
+@router.get(
+    "/zones/{zone_id}/catalog_tasks", responses=docs.responses(200, models.TaskList), openapi_extra=docs.paging()
+)
 def list_tasks(
     zone_id: str,
     request: Request,
@@ -158,30 +192,34 @@ def list_tasks(
         return JSONResponse(views.page_body(page, [views.task_view(conn, row) for row in page.items]))
 
 
-@router.get("/zones/{zone_id}/catalog_tasks/{task_id}/events", responses=docs.responses(200, models.TaskEventList))
-def list_task_events(
-    zone_id: str, task_id: str, request: Request, principal: Auth, ctx: Ctx, after_seq: str | None = None
-) -> JSONResponse:
+@router.get(
+    "/zones/{zone_id}/catalog_tasks/{task_id}/events",
+    responses=docs.responses(200, models.TaskEventList),
+    openapi_extra=docs.parameters(
+        docs.query("after_seq", _SEQ, "Only events after this seq"),
+        docs.query("after", _SEQ, "Same as after_seq (pagination.after_cursor of the previous page)"),
+        docs.query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}, "Page size"),
+    ),
+)
+def list_task_events(zone_id: str, task_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """The task's events in order: status changes, and the start and outcome of each entity step."""
     params = request.query_params
-    start = after_seq or "0"
-    if params.get("after"):
-        start = params["after"]
-    if not start.isdigit() or len(start) > 9:
+    raw_start = params.get("after", params.get("after_seq", "0"))
+    start = decimal_digits(raw_start)
+    if start is None:
         raise errors.BadRequest(
             "after_seq must be a non-negative integer", [errors.Detail("after_seq", "not an integer", "bad_request")]
         )
-    raw_limit = params.get("limit", "1000")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+    limit = decimal_digits(params.get("limit", "1000"), max_digits=4)
+    if limit is None or not 1 <= limit <= 1000:
         raise errors.BadRequest(
             "limit must be between 1 and 1000", [errors.Detail("limit", "out of range", "bad_request")]
         )
-    limit = int(raw_limit)
     with ctx.db.read() as conn:
         zone_row(conn, principal, zone_id)
         if task_store.get_task(conn, zone_id, task_id) is None:
             raise errors.NotFound(f"task {task_id} not found")
-        rows = task_store.list_events(conn, task_id, int(start), limit + 1)
+        rows = task_store.list_events(conn, task_id, start, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     pagination = {

@@ -29,7 +29,18 @@ def readyz(ctx: Ctx) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", response_class=PlainTextResponse, responses={200: {"description": "Prometheus text format"}})
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"description": "Prometheus text format"},
+        503: {
+            "model": models.Error,
+            "description": "The database is unavailable",
+            "headers": {"Retry-After": docs.RETRY_AFTER},
+        },
+    },
+)
 def metrics(request: Request, ctx: Ctx) -> PlainTextResponse:
     """Prometheus metrics."""
     return PlainTextResponse(request.app.state.metrics.render(ctx.db), media_type="text/plain; version=0.0.4")

@@ -19,7 +19,7 @@ from zonecat.store import packages as package_store
 router = APIRouter(tags=["packages"])
 
 
-@router.get("/zones/{zone_id}/packages", responses=docs.responses(200, models.PackageList))
+@router.get("/zones/{zone_id}/packages", responses=docs.responses(200, models.PackageList), openapi_extra=docs.paging())
 def list_packages(
     zone_id: str,
     request: Request,
@@ -95,7 +95,12 @@ def get_draft(zone_id: str, package_id: str, principal: Auth, ctx: Ctx) -> JSONR
 @router.put(
     "/zones/{zone_id}/packages/{package_id}/draft",
     responses=docs.responses(200, models.PackageDraft, 403, 409),
-    openapi_extra=docs.body(models.ManifestBody),
+    openapi_extra={
+        **docs.body(models.ManifestBody),
+        **docs.parameters(
+            docs.header("If-Match", {"type": "string"}, "Replace only if the draft's manifest_sha is still this")
+        ),
+    },
 )
 async def put_draft(zone_id: str, package_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """Replace the draft; ``If-Match: <manifest_sha>`` makes it conditional."""
@@ -115,7 +120,11 @@ async def put_draft(zone_id: str, package_id: str, request: Request, principal: 
     return JSONResponse(view, headers={"ETag": f'"{view["manifest_sha"]}"'})
 
 
-@router.get("/zones/{zone_id}/packages/{package_id}/versions", responses=docs.responses(200, models.PackageVersionList))
+@router.get(
+    "/zones/{zone_id}/packages/{package_id}/versions",
+    responses=docs.responses(200, models.PackageVersionList),
+    openapi_extra=docs.paging(),
+)
 def list_versions(zone_id: str, package_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """The package's released versions, newest first."""
     page_req = page_request(request)
@@ -160,7 +169,7 @@ def get_version(zone_id: str, package_id: str, version_id: str, principal: Auth,
     with ctx.db.read() as conn:
         zone_row(conn, principal, zone_id)
         package = package_service.find_visible(conn, principal, zone_id, package_id)
-        row = package_store.find_version(conn, package["id"], version_id)
+        row = package_service.find_version(conn, package["id"], version_id)
     if row is None:
         raise errors.NotFound(f"version {version_id} of package {package['slug']} not found")
     return JSONResponse(views.version_view(row))

@@ -75,7 +75,7 @@ async def create_zone(request: Request, principal: Auth, ctx: Ctx) -> JSONRespon
     return JSONResponse(await run_in_threadpool(work), status_code=201)
 
 
-@router.get("/zones", responses=docs.responses(200, models.ZoneList))
+@router.get("/zones", responses=docs.responses(200, models.ZoneList), openapi_extra=docs.paging())
 def list_zones(request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """The zones this token may see, newest first."""
     page_req = page_request(request)
@@ -181,7 +181,9 @@ async def create_token(request: Request, principal: Auth, ctx: Ctx) -> JSONRespo
     return JSONResponse(await run_in_threadpool(work), status_code=201)
 
 
-@router.get("/tokens", responses=docs.responses(200, models.TokenList, 403), tags=["tokens"])
+@router.get(
+    "/tokens", responses=docs.responses(200, models.TokenList, 403), openapi_extra=docs.paging(), tags=["tokens"]
+)
 def list_tokens(request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """Live tokens of the organization (never their secrets)."""
     principal.require_admin()
