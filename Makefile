@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test check bench crash soak clean help postgres-binaries
+.PHONY: run test check bench crash soak fuzz clean help postgres-binaries
 
 help:
 	@echo "make run    - start zonecat on http://127.0.0.1:8080 (SQLite in ./.zonecat, shipped catalog)"

@@ -46,3 +46,13 @@ def test_task_redirect_flag_is_validated(api: Api) -> None:
     for flag in ("true", "1", "Yes"):
         assert api.get(f"{path}?redirect={flag}", follow_redirects=False).status_code == 303
     assert_error(api.get(f"{path}?redirect=maybe", follow_redirects=False), 400, "bad_request")
+
+
+def test_nul_characters_in_the_path_or_query_are_refused(api: Api) -> None:
+    zone = api.new_zone()
+    for path in (f"/zones/{zone}/installs/ins%00x", f"/zones/{zone}/installs?after=%00", "/zones/%00"):
+        response = api.get(path)
+        assert response.status_code == 400, (path, response.text)
+        body = response.json()
+        assert body["code"] == "bad_request" and body["details"][0]["field"] == "url"
+        assert response.headers["x-request-id"] == body["request_id"]

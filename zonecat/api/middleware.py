@@ -60,7 +60,12 @@ class EdgeMiddleware:
         length = _content_length(scope["headers"])
         try:
             if length is not None and length > self.max_body_bytes:
-                await self._too_large(scope, request_id, send_wrapper)
+                message = f"the request body is larger than {self.max_body_bytes} bytes"
+                await self._refuse(scope, request_id, send_wrapper, "body", message)
+            elif "\x00" in scope["path"] or b"%00" in scope["query_string"] or b"\x00" in scope["query_string"]:
+                # No id, cursor or filter contains NUL, and PostgreSQL text cannot hold it: refuse it here, once.
+                message = "the path or query string contains a NUL character"
+                await self._refuse(scope, request_id, send_wrapper, "url", message)
             else:
                 await self.app(scope, receive, send_wrapper)
         finally:
@@ -85,16 +90,17 @@ class EdgeMiddleware:
             },
         )
 
-    async def _too_large(self, scope: Scope, request_id: str, send: Send) -> None:
+    async def _refuse(self, scope: Scope, request_id: str, send: Send, field: str, message: str) -> None:
+        """A 400 in the contract's error shape, answered before the application sees the request."""
         body = json.dumps(
             {
                 "code": "bad_request",
-                "message": f"the request body is larger than {self.max_body_bytes} bytes",
+                "message": message,
                 "status": 400,
-                "path": scope["path"],
+                "path": scope["path"].replace("\x00", "\\0"),
                 "request_id": request_id,
                 "timestamp": rfc3339(now_ms()),
-                "details": [{"code": "bad_request", "field": "body", "message": "too large"}],
+                "details": [{"code": "bad_request", "field": field, "message": message}],
             }
         ).encode()
         await send(
