@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test check bench crash soak fuzz clean help postgres-binaries
+.PHONY: run test check bench crash soak fuzz hostile clean help postgres-binaries
 
 help:
 	@echo "make run    - start zonecat on http://127.0.0.1:8080 (SQLite in ./.zonecat, shipped catalog)"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench  - benchmarks (writes bench/results/latest.json)"
 	@echo "make crash  - the long crash campaign: 200 SIGKILLs during installs and deletes (SEED=n to replay)"
 	@echo "make fuzz   - the long API fuzzing campaign: 2,000 schemathesis cases (EXAMPLES=n, SEED=n to replay)"
+	@echo "make hostile - hostile inputs (oversize, deep, non-UTF-8, exploding CEL, 10,000 entities) + healthz latency"
 	@echo "make soak   - mixed load for MINUTES (default 10): requests, errors, server RSS at start/half/end"
 
 $(STAMP): pyproject.toml
@@ -49,6 +50,9 @@ crash: $(STAMP)
 
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.campaigns.fuzz --max-examples $${EXAMPLES:-2000} $${SEED:+--seed $$SEED}
+
+hostile: $(STAMP)
+	$(BIN)/python -m tests.campaigns.hostile
 
 soak: $(STAMP)
 	$(BIN)/python -m tests.campaigns.soak --minutes $${MINUTES:-10}

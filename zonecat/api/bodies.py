@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from fastapi import Request
@@ -43,29 +44,43 @@ async def json_body(request: Request, max_bytes: int, *, required: bool = True) 
             "the request body is not valid JSON",
             [errors.Detail("body", f"{exc.msg} at line {exc.lineno} column {exc.colno}", "bad_request")],
         ) from exc
-    if "\\u0000" in text:
-        _reject_nul(value, "body")
+    if "\\u0000" in text or _SURROGATE_ESCAPE.search(text):
+        _reject_unstorable(value, "body")
     return value
 
 
-def _reject_nul(value: Any, at: str) -> None:
-    """Refuse NUL characters (``\\u0000``) in strings and keys: PostgreSQL text cannot store them, and no name,
-    identifier or secret needs one."""
+# A \uD800-\uDFFF escape: as a pair it decodes to one character, alone it leaves a surrogate in the string.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(text: str) -> str | None:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    return "a NUL character (\\u0000)" if found.group() == "\x00" else "a lone UTF-16 surrogate"
+
+
+def _reject_unstorable(value: Any, at: str) -> None:
+    """Refuse NUL characters and lone surrogates in strings and keys: neither can be stored as text (PostgreSQL
+    refuses NUL, UTF-8 cannot encode a lone surrogate), and no name, identifier or secret needs one."""
     stack: list[tuple[Any, str]] = [(value, at)]
     while stack:
         item, path = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
+            what = _unstorable(item)
+            if what is not None:
                 raise errors.BadRequest(
-                    "the request body contains a NUL character (\\u0000) in a string",
-                    [errors.Detail(path, "contains a NUL character", "bad_request")],
+                    f"the request body contains {what} in a string",
+                    [errors.Detail(path, f"contains {what}", "bad_request")],
                 )
         elif isinstance(item, dict):
             for key, sub in item.items():
-                if "\x00" in key:
+                what = _unstorable(key)
+                if what is not None:
                     raise errors.BadRequest(
-                        "the request body contains a NUL character (\\u0000) in a key",
-                        [errors.Detail(path, "a key contains a NUL character", "bad_request")],
+                        f"the request body contains {what} in a key",
+                        [errors.Detail(path, f"a key contains {what}", "bad_request")],
                     )
                 stack.append((sub, f"{path}.{key}" if path != "body" else key))
         elif isinstance(item, list):
