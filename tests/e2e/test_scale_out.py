@@ -21,18 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.conftest import free_port
 from tests.pg import PostgresServer
 
 ZONECAT = str(Path(sys.executable).with_name("zonecat"))
 TOKEN = "zc_scale_out_token"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Cluster:

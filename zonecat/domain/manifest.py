@@ -50,6 +50,7 @@ __all__ = [
     "ManifestSyntaxError",
     "canonical_json",
     "draft_problems",
+    "effective_input_schema",
     "input_state",
     "load_manifest_text",
     "manifest_sha",
@@ -737,6 +738,14 @@ class Manifest:
 # Input state
 
 
+def effective_input_schema(kind_name: object, package_schema: object) -> dict[str, Any]:
+    """The kind's base input schema merged with the package's input schema: what install inputs are validated
+    against (an unknown kind contributes only ``type: object``)."""
+    kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    base: dict[str, Any] = kind.schema if kind is not None else {"type": "object"}
+    return merge_schemas(base, package_schema if isinstance(package_schema, dict) else {})
+
+
 def input_state(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The computed ``InputState`` of a package (design §4.3).
 
@@ -746,13 +755,9 @@ def input_state(raw: Mapping[str, Any]) -> dict[str, Any]:
     ``entities.inputs``, so each effective property maps to itself; it is None when the bindings are not a map
     literal that can be analysed.
     """
-    kind_name = raw.get("kind")
-    kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
     inputs = raw.get("inputs")
     inputs = inputs if isinstance(inputs, dict) else {}
-    package_schema = inputs.get("schema")
-    base: dict[str, Any] = kind.schema if kind is not None else {"type": "object"}
-    schema = merge_schemas(base, package_schema if isinstance(package_schema, dict) else {})
+    schema = effective_input_schema(raw.get("kind"), inputs.get("schema"))
     source = inputs.get("bindings")
     bindings: dict[str, object] | None
     if isinstance(source, str):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from zonecat import errors
 from zonecat.clock import now_ms, rfc3339
 from zonecat.domain import idempotency, schemas
-from zonecat.domain.kinds import KINDS
+from zonecat.domain.manifest import effective_input_schema
 from zonecat.engine.access import Principal
 from zonecat.ids import new_id
 from zonecat.store import entities as entity_store
@@ -73,12 +73,6 @@ def _remember(conn: sa.Connection, principal: Principal, info: RequestInfo, task
             "created_at_ms": now,
         },
     )
-
-
-def effective_input_schema(manifest: Row) -> Row:
-    kind = KINDS.get(str(manifest.get("kind")))
-    package_schema = (manifest.get("inputs") or {}).get("schema") or {}
-    return schemas.merge_schemas(kind.schema if kind else {}, package_schema)
 
 
 def _log_created(task: Row) -> None:
@@ -172,7 +166,8 @@ def _request_install(
                     f"version {version_number} of package {package['slug']} is archived",
                     [errors.Detail("version", "archived versions cannot be installed", "conflict")],
                 )
-        schema = effective_input_schema(version["manifest"])
+        manifest = version["manifest"]
+        schema = effective_input_schema(manifest.get("kind"), (manifest.get("inputs") or {}).get("schema"))
         validated, problems = schemas.validate_instance(schema, inputs, "inputs")
         if problems:
             raise errors.ValidationFailed(

@@ -23,8 +23,7 @@ from zonecat import errors
 from zonecat.clock import now_ms, rfc3339
 from zonecat.domain import bindings, schemas
 from zonecat.domain.entity_types import ENTITY_TYPES
-from zonecat.domain.kinds import KINDS
-from zonecat.domain.manifest import Manifest, slugify
+from zonecat.domain.manifest import Manifest, effective_input_schema, slugify
 from zonecat.domain.problems import Problem
 from zonecat.engine.views import entity_href, entity_read
 from zonecat.ids import new_id
@@ -157,8 +156,7 @@ class TaskRun:
         self.finish("completed", "active", ("pending",), outputs=outputs)
 
     def _entity_inputs(self, manifest: Manifest, inputs: Row) -> Any:
-        kind = KINDS.get(manifest.kind)
-        schema = schemas.merge_schemas(kind.schema if kind else {}, manifest.inputs_schema or {})
+        schema = effective_input_schema(manifest.kind, manifest.inputs_schema)
         validated, problems = schemas.validate_instance(schema, inputs, "inputs")
         if problems:
             raise errors.ValidationFailed(describe_problems(problems))

@@ -12,6 +12,7 @@ from zonecat import errors
 from zonecat.api import docs, models, views
 from zonecat.api.auth import Auth, Ctx
 from zonecat.api.bodies import json_body, require_object
+from zonecat.api.context import AppContext
 from zonecat.api.errors import request_id_of
 from zonecat.api.routes.common import absolute_url, page_request, request_info, zone_row
 from zonecat.domain.manifest import Manifest
@@ -29,6 +30,12 @@ router = APIRouter(tags=["installs"])
 # ``?redirect=`` of a task read: the accepted spellings and what each means.
 _SEQ = {"type": "string", "pattern": "^[0-9]{1,9}$"}
 _REDIRECT_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _current_view(ctx: AppContext, task: dict[str, Any]) -> dict[str, Any]:
+    """The task as it is now (the worker may already have moved it), rendered for a 202."""
+    with ctx.db.read() as conn:
+        return views.task_view(conn, task_store.task_by_id(conn, task["id"]) or task)
 
 
 def _accepted(request: Request, zone_id: str, task: dict[str, Any], body: dict[str, Any]) -> JSONResponse:
@@ -58,9 +65,7 @@ async def create_install(zone_id: str, request: Request, principal: Auth, ctx: C
         )
         if created:
             ctx.wake_worker()
-        with ctx.db.read() as conn:
-            fresh = task_store.task_by_id(conn, task["id"]) or task
-            return views.task_view(conn, fresh)
+        return _current_view(ctx, task)
 
     view = await run_in_threadpool(work)
     return _accepted(request, zone_id, view, view)
@@ -119,9 +124,7 @@ async def delete_install(zone_id: str, install_id: str, request: Request, princi
             zone_row(conn, principal, zone_id)
         task = install_service.request_delete(ctx.db, principal, zone_id, install_id, info)
         ctx.wake_worker()
-        with ctx.db.read() as conn:
-            fresh = task_store.task_by_id(conn, task["id"]) or task
-            return views.task_view(conn, fresh)
+        return _current_view(ctx, task)
 
     view = await run_in_threadpool(work)
     return _accepted(request, zone_id, view, view)
