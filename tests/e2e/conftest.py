@@ -40,8 +40,15 @@ class Server:
     data directory; such a database must be migrated first (``migrate()``).
     """
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        database_url: str | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.data_dir = data_dir
+        self.args = args
         self.database_url = database_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -77,7 +84,7 @@ class Server:
 
     def start(self, timeout: float = 90.0) -> None:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen([ZONECAT, "serve"], env=self.env(), stdout=log, stderr=log)
+        self.process = subprocess.Popen([ZONECAT, "serve", *self.args], env=self.env(), stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

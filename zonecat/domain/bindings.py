@@ -330,9 +330,11 @@ _IDENT = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
 _PUNCT = ("==", "!=", "<=", ">=", "&&", "||")
 
 
-@functools.lru_cache(maxsize=16_384)
+@functools.lru_cache(maxsize=256)
 def _tokens(source: str) -> tuple[_Token, ...]:
-    # Cached: release checks and the provisioner ask several questions of the same expression.
+    # Cached: release checks and the provisioner ask several questions of the same expression, one expression
+    # after the other. Kept small: the answers are cached further up, and ~10 token objects per expression of a
+    # 10,000-entity package would otherwise stay alive for every garbage collection to walk.
     return tuple(_scan(source))
 
 

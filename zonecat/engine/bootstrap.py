@@ -94,7 +94,12 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # some other user's process: alive
-    return True
+    # A killed worker process whose parent died too is a zombie until someone reaps it: dead all the same.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def expire_dead_local_leases(db: Database) -> list[str]:

@@ -14,6 +14,8 @@ or a task and its events, come from the same moment on both.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from importlib import resources
@@ -65,13 +67,17 @@ class Database:
         self.url = url
         self.secret_box = secret_box
         self.is_sqlite = url.startswith("sqlite")
-        # SQLite has one writer at a time, and its busy handler sleeps up to 100 ms between retries. Threads of
-        # one process therefore queue on this lock instead, and the busy handler only arbitrates between processes.
+        # SQLite has one writer at a time, and its busy handler sleeps up to 100 ms between retries. Writers
+        # therefore queue on locks that wake the next one at once: the threads of one process on a thread lock,
+        # the processes sharing the file (`serve` and its worker process) on an flock of `<database>.writelock`.
+        # The busy handler only arbitrates with a process that does not take the flock (none of zonecat's).
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._file_lock: int | None = None
         if self.is_sqlite:
             path = url.removeprefix("sqlite:///")
-            if path and path != url:
+            if path and path != url and not path.startswith(":memory:"):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self._file_lock = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self.engine = sa.create_engine(
                 url,
                 pool_size=pool_size,
@@ -102,10 +108,21 @@ class Database:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
             return
-        with self._write_lock, self.engine.connect() as conn:
+        with self._write_lock, self._across_processes(), self.engine.connect() as conn:
             conn = conn.execution_options(**{_IMMEDIATE: True})
             with conn.begin():
                 yield conn
+
+    @contextlib.contextmanager
+    def _across_processes(self) -> Iterator[None]:
+        if self._file_lock is None:
+            yield
+            return
+        fcntl.flock(self._file_lock, fcntl.LOCK_EX)  # blocks without the GIL; the kernel frees it if we die
+        try:
+            yield
+        finally:
+            fcntl.flock(self._file_lock, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
@@ -118,6 +135,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._file_lock is not None:
+            os.close(self._file_lock)
+            self._file_lock = None
 
     # -- migrations ---------------------------------------------------------------------------------------
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -50,14 +48,15 @@ async def create_package(zone_id: str, request: Request, principal: Auth, ctx: C
     if "manifest" not in body:
         raise errors.ValidationFailed("manifest is required", [errors.Detail("manifest", "is required")])
 
-    def work() -> dict[str, Any]:
+    def work() -> JSONResponse:
         with ctx.db.read() as conn:
             zone_row(conn, principal, zone_id)
         row = package_service.create_package(ctx.db, principal, zone_id, body["manifest"])
         with ctx.db.read() as conn:
-            return views.package_view(conn, row)
+            # Rendered here too: a large manifest's JSON would hold the event loop otherwise.
+            return JSONResponse(views.package_view(conn, row), status_code=201)
 
-    return JSONResponse(await run_in_threadpool(work), status_code=201)
+    return await run_in_threadpool(work)
 
 
 @router.get("/zones/{zone_id}/packages/{package_id}", responses=docs.responses(200, models.Package))
@@ -110,14 +109,14 @@ async def put_draft(zone_id: str, package_id: str, request: Request, principal: 
         raise errors.ValidationFailed("manifest is required", [errors.Detail("manifest", "is required")])
     if_match = request.headers.get("if-match")
 
-    def work() -> dict[str, Any]:
+    def work() -> JSONResponse:
         with ctx.db.read() as conn:
             zone_row(conn, principal, zone_id)
         row = package_service.replace_draft(ctx.db, principal, zone_id, package_id, body["manifest"], if_match)
-        return views.draft_view(row)
+        view = views.draft_view(row)
+        return JSONResponse(view, headers={"ETag": f'"{view["manifest_sha"]}"'})
 
-    view = await run_in_threadpool(work)
-    return JSONResponse(view, headers={"ETag": f'"{view["manifest_sha"]}"'})
+    return await run_in_threadpool(work)
 
 
 @router.get(
@@ -152,12 +151,13 @@ async def release_version(zone_id: str, package_id: str, request: Request, princ
             "manifest_sha must be a string", [errors.Detail("manifest_sha", "must be a string")]
         )
 
-    def work() -> dict[str, Any]:
+    def work() -> JSONResponse:
         with ctx.db.read() as conn:
             zone_row(conn, principal, zone_id)
-        return views.version_view(package_service.release(ctx.db, principal, zone_id, package_id, expected))
+        version = package_service.release(ctx.db, principal, zone_id, package_id, expected)
+        return JSONResponse(views.version_view(version), status_code=201)
 
-    return JSONResponse(await run_in_threadpool(work), status_code=201)
+    return await run_in_threadpool(work)
 
 
 @router.get(
