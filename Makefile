@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test check bench crash soak fuzz hostile clean help postgres-binaries
+.PHONY: run test check bench bench-quick crash soak fuzz hostile clean help postgres-binaries
 
 help:
 	@echo "make run    - start zonecat on http://127.0.0.1:8080 (SQLite in ./.zonecat, shipped catalog)"
 	@echo "make test   - lint, type checks and the whole test suite"
 	@echo "make check  - lint and type checks only"
-	@echo "make bench  - benchmarks (writes bench/results/latest.json)"
+	@echo "make bench  - benchmarks B1-B8 with targets (writes bench/results/latest.json; ~20 min)"
+	@echo "make bench-quick - the same, smaller (a few minutes)"
 	@echo "make crash  - the long crash campaign: 200 SIGKILLs during installs and deletes (SEED=n to replay)"
 	@echo "make fuzz   - the long API fuzzing campaign: 2,000 schemathesis cases (EXAMPLES=n, SEED=n to replay)"
 	@echo "make hostile - hostile inputs (oversize, deep, non-UTF-8, exploding CEL, 10,000 entities) + healthz latency"
@@ -42,8 +43,11 @@ postgres-binaries:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql-15; \
 	fi
 
-bench: $(STAMP)
+bench: $(STAMP) postgres-binaries
 	$(BIN)/python -m bench
+
+bench-quick: $(STAMP) postgres-binaries
+	$(BIN)/python -m bench --quick
 
 crash: $(STAMP)
 	$(BIN)/python -m tests.campaigns.crash --kills $${KILLS:-200} $${SEED:+--seed $$SEED}

@@ -1,0 +1,57 @@
+"""B5: install and delete of one package of 10, 100, 1,000 and 10,000 entities (a chain: each secret's bindings
+read the previous secret's id), each in a fresh zone of one `zonecat serve` (SQLite): seconds, and how the time
+grows from 1,000 to 10,000 entities."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench import api
+from bench.report import Check, Outcome, at_most, info
+from bench.servers import ZonecatServer
+
+MAX_1K_INSTALL_S = 2.0
+MAX_GROWTH = 12.0  # t(10k) ≤ 12 x t(1k): linear, with 20 % slack
+
+
+def _short(size: int) -> str:
+    return f"{size // 1000}k" if size >= 1000 else str(size)
+
+
+def run(quick: bool) -> Outcome:
+    sizes = [10, 100, 1000] if quick else [10, 100, 1000, 10_000]
+    figures: dict[str, Any] = {}
+    with ZonecatServer() as server, server.client(timeout=600) as http:
+        warmup_zone = api.create_zone(http)  # the first task after start-up waits for the worker's first poll
+        api.wait(
+            http, warmup_zone, api.install(http, warmup_zone, api.compact_chain_package(http, warmup_zone, 1), {})[0]
+        )
+        for size in sizes:
+            zone_id = api.create_zone(http)
+            package_id = api.compact_chain_package(http, zone_id, size)
+            started = time.perf_counter()
+            task_id, install_id = api.install(http, zone_id, package_id, {})
+            api.wait(http, zone_id, task_id, interval=0.005, timeout=3600)
+            installed = time.perf_counter() - started
+            started = time.perf_counter()
+            api.wait(http, zone_id, api.delete(http, zone_id, install_id), interval=0.005, timeout=3600)
+            deleted = time.perf_counter() - started
+            figures[str(size)] = {"install_s": round(installed, 3), "delete_s": round(deleted, 3)}
+    checks: list[Check] = []
+    for size in sizes:
+        label = f"{size:,} entities"
+        install_s, delete_s = figures[str(size)]["install_s"], figures[str(size)]["delete_s"]
+        if size == 1000:
+            checks.append(at_most(f"install {label}", install_s, "s", MAX_1K_INSTALL_S, f"≤ {MAX_1K_INSTALL_S:g} s"))
+        else:
+            checks.append(info(f"install {label}", install_s, "s"))
+        checks.append(info(f"delete {label}", delete_s, "s"))
+    big, small = (10_000, 1000) if not quick else (1000, 100)
+    note = "" if not quick else "quick: 10,000 skipped, ratio of 1,000 to 100"
+    for step in ("install", "delete"):
+        ratio = figures[str(big)][f"{step}_s"] / figures[str(small)][f"{step}_s"]
+        figures[f"{step}_ratio_{big}_to_{small}"] = round(ratio, 2)
+        name = f"{step} t({_short(big)}) / t({_short(small)})"
+        checks.append(at_most(name, ratio, "x", MAX_GROWTH, f"≤ {MAX_GROWTH:g}x (linear)", note))
+    return Outcome(figures, checks)

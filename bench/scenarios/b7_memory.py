@@ -1,0 +1,120 @@
+"""B7: the memory of `zonecat serve` over 10,000 installs and deletes (quick: 1,000) of a one-secret package from 8
+client threads through the HTTP API (SQLite). VmRSS of /proc/<pid>/status is read at the start (after one warm-up
+install and delete), when half of the cycles are done, at the end, and every half second for the peak: of the serve
+process (the API) and of its child processes (the worker process `serve` starts, when it starts one). The targets
+are held by the serve process alone and by the whole service (the sum)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import threading
+import time
+from typing import Any
+
+from bench import api
+from bench.report import Outcome, at_most, info
+from bench.servers import ZonecatServer, descendants, rss_mb
+
+CLIENTS = 8
+MAX_RSS_MB = 150.0
+MAX_GROWTH_PCT = 5.0  # "no growth": allocator noise only
+
+
+def _rss(pid: int) -> tuple[float, float]:
+    """(the serve process's RSS, the sum of its descendants' RSS) in MB."""
+    children = 0.0
+    for child in descendants(pid):
+        try:
+            children += rss_mb(child)
+        except (OSError, RuntimeError):  # gone meanwhile, or a zombie without VmRSS
+            pass
+    return rss_mb(pid), children
+
+
+def run(quick: bool) -> Outcome:
+    cycles = 1000 if quick else 10_000
+    samples: list[tuple[float, float, float]] = []
+    marks: dict[str, tuple[float, float]] = {}
+    with ZonecatServer() as server:
+        with server.client() as http:
+            zone_id = api.create_zone(http)
+            package_id = api.chain_package(http, zone_id, 1)
+            task_id, install_id = api.install(http, zone_id, package_id, {"run": "b7-warmup"})
+            api.wait(http, zone_id, task_id)
+            api.wait(http, zone_id, api.delete(http, zone_id, install_id))
+        marks["start"] = _rss(server.pid)
+        counter = itertools.count()
+        completed = itertools.count(1)
+        lock = threading.Lock()
+        finished = threading.Event()
+
+        def sampler() -> None:
+            started = time.monotonic()
+            while not finished.wait(0.5):
+                samples.append((round(time.monotonic() - started, 1), *_rss(server.pid)))
+
+        def client() -> int:
+            done = 0
+            with server.client() as http:
+                while (index := next(counter)) < cycles:
+                    task_id, install_id = api.install(http, zone_id, package_id, {"run": f"b7-{index}"})
+                    api.wait(http, zone_id, task_id, interval=0.01)
+                    api.wait(http, zone_id, api.delete(http, zone_id, install_id), interval=0.01)
+                    done += 1
+                    with lock:
+                        if next(completed) == cycles // 2:
+                            marks["half"] = _rss(server.pid)
+            return done
+
+        watcher = threading.Thread(target=sampler, daemon=True)
+        watcher.start()
+        started = time.perf_counter()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
+                done = sum(pool.map(lambda _: client(), range(CLIENTS)))
+        finally:
+            finished.set()
+            watcher.join()
+        elapsed = time.perf_counter() - started
+        marks["end"] = _rss(server.pid)
+    total = {name: sum(value) for name, value in marks.items()}
+    serve = {name: value[0] for name, value in marks.items()}
+    api_peak = max([*serve.values(), *(api_mb for _, api_mb, _ in samples)])
+    total_peak = max([*total.values(), *(api_mb + workers_mb for _, api_mb, workers_mb in samples)])
+    api_growth = (serve["end"] - serve["half"]) / serve["half"] * 100
+    total_growth = (total["end"] - total["half"]) / total["half"] * 100
+    figures: dict[str, Any] = {
+        "cycles": done,
+        "clients": CLIENTS,
+        "seconds": round(elapsed, 1),
+        "cycles_per_s": round(done / elapsed, 1),
+        "rss_mb": {
+            name: {
+                "api": round(api_mb, 1),
+                "worker_processes": round(workers_mb, 1),
+                "total": round(api_mb + workers_mb, 1),
+            }
+            for name, (api_mb, workers_mb) in marks.items()
+        },
+        "rss_peak_mb": {"api": round(api_peak, 1), "total": round(total_peak, 1)},
+        "growth_last_half_pct": {"api": round(api_growth, 2), "total": round(total_growth, 2)},
+        "rss_samples_mb": [(t, round(api_mb, 1), round(workers_mb, 1)) for t, api_mb, workers_mb in samples],
+    }
+    label = f"{cycles:,} installs + deletes"
+    workers = {name: f"worker processes {value[1]:.0f} MB more" for name, value in marks.items()}
+    rss_target, growth_target = f"≤ {MAX_RSS_MB:g} MB", f"≤ {MAX_GROWTH_PCT:g} % (none)"
+    return Outcome(
+        figures,
+        [
+            info("serve RSS at start", serve["start"], "MB", workers["start"]),
+            info("serve RSS at half", serve["half"], "MB", workers["half"]),
+            info("serve RSS at end", serve["end"], "MB", f"{workers['end']}; {label}"),
+            at_most("serve RSS peak", api_peak, "MB", MAX_RSS_MB, rss_target, "the zonecat serve PID"),
+            at_most("serve RSS growth in the last half", api_growth, "%", MAX_GROWTH_PCT, growth_target),
+            at_most("serve + worker processes RSS peak", total_peak, "MB", MAX_RSS_MB, rss_target, "whole service"),
+            at_most("serve + worker processes growth, last half", total_growth, "%", MAX_GROWTH_PCT, growth_target),
+            info("install + delete cycles", done / elapsed, "/s", f"{CLIENTS} clients"),
+        ],
+        [] if not quick else ["quick: 1,000 installs and deletes instead of 10,000"],
+    )
