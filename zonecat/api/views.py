@@ -60,10 +60,13 @@ def token_view(row: Row) -> JSON:
     }
 
 
-def step_links(conn: sa.Connection, task_id: str) -> list[JSON]:
-    """One link per entity the task touched, with its latest action (design §6)."""
+def step_links(conn: sa.Connection | None, task_id: str, outcomes: list[Row] | None = None) -> list[JSON]:
+    """One link per entity the task touched, with its latest action (design §6); reads the outcomes unless given."""
+    if outcomes is None:
+        assert conn is not None
+        outcomes = task_store.step_outcomes(conn, task_id)
     latest: dict[str, Row] = {}
-    for event in task_store.step_outcomes(conn, task_id):
+    for event in outcomes:
         latest.pop(event["local_name"], None)
         latest[event["local_name"]] = event
     return [
@@ -77,7 +80,13 @@ def step_links(conn: sa.Connection, task_id: str) -> list[JSON]:
     ]
 
 
-def task_view(conn: sa.Connection, row: Row) -> JSON:
+def task_views(conn: sa.Connection, rows: list[Row]) -> list[JSON]:
+    """The views of a page of tasks, with the step outcomes of all of them read in one query."""
+    outcomes = task_store.step_outcomes_of(conn, [row["id"] for row in rows])
+    return [task_view(conn, row, outcomes.get(row["id"], [])) for row in rows]
+
+
+def task_view(conn: sa.Connection | None, row: Row, outcomes: list[Row] | None = None) -> JSON:
     body: JSON = {
         "id": row["id"],
         "created_at": rfc3339(row["created_at_ms"]),
@@ -88,7 +97,7 @@ def task_view(conn: sa.Connection, row: Row) -> JSON:
         "package_id": row["package_id"],
         "package_slug": row["package_slug"],
         "package_version": row["package_version"],
-        "links": step_links(conn, row["id"]),
+        "links": step_links(conn, row["id"], outcomes),
         "warnings": row["warnings"],
     }
     if row["error_message"] is not None:

@@ -230,13 +230,29 @@ def _redacted(message: str, data: Mapping[str, object]) -> str:
     return message
 
 
+# A JSON path built only when an error needs it: (parent, segment) pairs, so that walking a value costs a tuple per
+# item instead of formatting a string per item.
+_Path = tuple[Any, str | int] | str
+
+
+def _path_text(path: _Path) -> str:
+    segments: list[str | int] = []
+    while isinstance(path, tuple):
+        path, segment = path
+        segments.append(segment)
+    text = path
+    for segment in reversed(segments):
+        text += f"[{segment}]" if isinstance(segment, int) else f".{segment}"
+    return text
+
+
 def _check_activation(data: Mapping[str, object]) -> None:
     """Refuse lists longer than ``MAX_LIST_ITEMS`` and activations larger than ``MAX_ACTIVATION_BYTES``.
 
     ``map`` is quadratic in cel-cpp, so the list cap is what bounds its wall time.
     """
     total = 0
-    stack: list[tuple[object, str]] = [(value, name) for name, value in data.items()]
+    stack: list[tuple[object, _Path]] = [(value, name) for name, value in data.items()]
     while stack:
         value, path = stack.pop()
         if isinstance(value, str):
@@ -245,14 +261,14 @@ def _check_activation(data: Mapping[str, object]) -> None:
             total += 2
             for key, item in value.items():
                 total += len(str(key)) + 3
-                stack.append((item, f"{path}.{key}"))
+                stack.append((item, (path, str(key))))
         elif isinstance(value, list | tuple):
             if len(value) > MAX_LIST_ITEMS:
                 raise BindingEvaluationError(
-                    f"{path} has {len(value)} items; bindings accept lists of at most {MAX_LIST_ITEMS}"
+                    f"{_path_text(path)} has {len(value)} items; bindings accept lists of at most {MAX_LIST_ITEMS}"
                 )
             total += 2
-            stack.extend((item, f"{path}[{index}]") for index, item in enumerate(value))
+            stack.extend((item, (path, index)) for index, item in enumerate(value))
         else:
             total += 8
         if total > MAX_ACTIVATION_BYTES:
@@ -271,7 +287,7 @@ class _Budget:
             raise BindingEvaluationError(f"the result is larger than {MAX_RESULT_BYTES} bytes")
 
 
-def _to_json(value: Any, budget: _Budget, path: str) -> object:
+def _to_json(value: Any, budget: _Budget, path: _Path) -> object:
     """Convert a cel ``Value`` (lazily: ``value()`` of a list or map yields further ``Value``s) to plain JSON."""
     plain = value.value()
     if plain is None or isinstance(plain, bool):
@@ -282,7 +298,7 @@ def _to_json(value: Any, budget: _Budget, path: str) -> object:
         return plain
     if isinstance(plain, float):
         if not math.isfinite(plain):
-            raise BindingEvaluationError(f"the result has a non-finite number ({plain}) at {path}")
+            raise BindingEvaluationError(f"the result has a non-finite number ({plain}) at {_path_text(path)}")
         budget.spend(24)
         return plain
     if isinstance(plain, str):
@@ -299,17 +315,19 @@ def _to_json(value: Any, budget: _Budget, path: str) -> object:
         return f"{plain.total_seconds():g}s"
     if isinstance(plain, list):
         budget.spend(2)
-        return [_to_json(item, budget, f"{path}[{index}]") for index, item in enumerate(plain)]
+        return [_to_json(item, budget, (path, index)) for index, item in enumerate(plain)]
     if isinstance(plain, dict):
         budget.spend(2)
         result: dict[str, object] = {}
         for key, item in plain.items():
             if not isinstance(key, str):
-                raise BindingEvaluationError(f"the result has a map key that is not a string ({key!r}) at {path}")
+                raise BindingEvaluationError(
+                    f"the result has a map key that is not a string ({key!r}) at {_path_text(path)}"
+                )
             budget.spend(len(key) + 4)
-            result[key] = _to_json(item, budget, f"{path}.{key}")
+            result[key] = _to_json(item, budget, (path, key))
         return result
-    raise BindingEvaluationError(f"the result has a value of CEL type {value.type().name()} at {path}")
+    raise BindingEvaluationError(f"the result has a value of CEL type {value.type().name()} at {_path_text(path)}")
 
 
 # --------------------------------------------------------------------------------------------------------------

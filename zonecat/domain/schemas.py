@@ -180,6 +180,25 @@ def _validator(canonical: str) -> Any:
     return Draft202012Validator(schema, format_checker=_FORMAT_CHECKER)
 
 
+_BY_IDENTITY: dict[int, tuple[Mapping[str, Any], Any]] = {}
+_BY_IDENTITY_MAX = 1024
+
+
+def _validator_for(schema: Mapping[str, Any]) -> Any:
+    """``_validator`` keyed first by the schema object itself: entity-type schemas and the schemas of a cached
+    manifest are the same objects on every step, and canonicalising them (``json.dumps`` with sorted keys) cost more
+    than validating. The entry keeps the schema alive, so its id cannot be reused while it is cached; schemas are
+    never mutated after parsing."""
+    entry = _BY_IDENTITY.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    validator = _validator(_canonical(schema))
+    if len(_BY_IDENTITY) >= _BY_IDENTITY_MAX:
+        _BY_IDENTITY.clear()
+    _BY_IDENTITY[id(schema)] = (schema, validator)
+    return validator
+
+
 def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -192,7 +211,7 @@ def validate_instance(schema: Mapping[str, Any], instance: object, at: str) -> t
     property that ``additionalProperties`` forbids is reported at ``at.<name>``. Messages never quote the value,
     so a write-only secret cannot leak through an error. Raises ``ValueError`` if ``schema`` itself is invalid.
     """
-    validator = _validator(_canonical(schema))
+    validator = _validator_for(schema)
     value = _apply_defaults(schema, copy.deepcopy(instance))
     problems: set[Problem] = set()
     for error in validator.iter_errors(value):

@@ -1,9 +1,14 @@
 """Runs one claimed catalog task to its end (design §6).
 
-Each entity step is one transaction that renews the lease (guarded by the owner), changes the entity, records
-the install's use of it and appends the step's event. A step is therefore wholly done or not at all, and a worker
-that lost its lease writes nothing. Before a step starts its intent is written, so the events show where an
-interrupted task stopped. A resumed task skips every local name that already has a use row.
+Entity steps are written in transactions that change the entity, record the install's use of it, append the
+step's events (its intent, ahead of the change, and its outcome) and renew the lease, guarded by the owner. A step
+is therefore wholly done or not at all, and a worker that lost its lease writes nothing. A resumed task skips every
+local name that already has a use row.
+
+Commit granularity: consecutive steps whose bindings are cheap to evaluate share one transaction, up to
+``BATCH_SECONDS`` of work, and the task's end joins the last of them; a 3-entity install is one transaction after
+its claim. A binding that may be slow (comprehensions, long source) always starts a transaction of its own and is
+evaluated before that transaction begins, so no other writer waits for a CEL evaluation.
 
 The entity lifecycle rule, applied after every removal of a use: a *managed* entity (created by the catalog)
 lives while some install uses it; an *unmanaged* one (created through the typed collections) is never deleted
@@ -13,7 +18,10 @@ by the catalog.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +45,61 @@ Row = dict[str, Any]
 log = logging.getLogger("zonecat.task")
 
 MAX_ATTEMPTS = 10
+BATCH_SECONDS = 0.005  # the longest a batch of steps holds the write lock (SQLite) before it commits
+CHEAP_BINDING_BYTES = 2048
+
+
+class _ReleasedVersions:
+    """Parsed manifests of released versions, by version id (a released version never changes), and their
+    effective input schemas: parsed once per process rather than once per task, and the same schema objects
+    every time, which is what the validator cache keys on first."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._manifests: OrderedDict[str, Manifest] = OrderedDict()
+        self._schemas: dict[int, tuple[Manifest, Row]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, version_id: str) -> Manifest | None:
+        with self._lock:
+            manifest = self._manifests.get(version_id)
+            if manifest is not None:
+                self._manifests.move_to_end(version_id)
+            return manifest
+
+    def put(self, version_id: str, manifest: Manifest) -> None:
+        with self._lock:
+            self._manifests[version_id] = manifest
+            while len(self._manifests) > self.size:
+                _, dropped = self._manifests.popitem(last=False)
+                self._schemas.pop(id(dropped), None)
+
+    def input_schema(self, manifest: Manifest) -> Row:
+        with self._lock:
+            entry = self._schemas.get(id(manifest))
+            if entry is not None and entry[0] is manifest:
+                return entry[1]
+        schema = effective_input_schema(manifest.kind, manifest.inputs_schema)
+        with self._lock:
+            if len(self._schemas) > 2 * self.size:
+                self._schemas.clear()
+            self._schemas[id(manifest)] = (manifest, schema)
+        return schema
+
+
+_RELEASED = _ReleasedVersions()
+
+
+def _cheap(source: str) -> bool:
+    """May this expression be evaluated while a write transaction is open? No loops and a short source bound
+    its cost (bindings.py: without comprehensions every operation is applied a fixed number of times)."""
+    if len(source) > CHEAP_BINDING_BYTES:
+        return False
+    try:
+        binding = bindings.compile_binding(source, variables=["entities"])
+    except errors.ZonecatError:
+        return False
+    return not binding.uses_comprehensions
 
 
 class Interrupted(Exception):
@@ -108,10 +171,15 @@ class TaskRun:
             install = install_store.install_by_id(conn, self.install_id)
             if install is None:
                 raise errors.NotFound(f"install {self.install_id} vanished")
+            cached = _RELEASED.get(install["version_id"])
+            if cached is not None:
+                return install, cached
             version = package_store.find_version(conn, install["package_id"], install["version_id"])
         if version is None:
             raise errors.NotFound(f"package version {install['version_id']} vanished")
-        return install, Manifest.from_raw(version["manifest"])
+        manifest = Manifest.from_raw(version["manifest"])
+        _RELEASED.put(install["version_id"], manifest)
+        return install, manifest
 
     def _create(self) -> None:
         install, manifest = self._load()
@@ -121,42 +189,98 @@ class TaskRun:
         except errors.ZonecatError as exc:
             self.fail_and_roll_back(None, None, f"input bindings: {exc.message}")
             return
-        with self.db.read() as conn:
-            done = {use["local_name"]: use for use in entity_store.uses_of_install(conn, self.install_id)}
-            entity_rows = entity_store.entities_by_ids(conn, [use["entity_id"] for use in done.values()])
+        done: dict[str, Row] = {}
+        entity_rows: dict[str, Row] = {}
+        if self.task["attempts"] > 1:  # only an earlier attempt of this very task can have written uses
+            with self.db.read() as conn:
+                done = {use["local_name"]: use for use in entity_store.uses_of_install(conn, self.install_id)}
+                entity_rows = entity_store.entities_by_ids(conn, [use["entity_id"] for use in done.values()])
         resolved: dict[str, Any] = {"inputs": entity_inputs}
         for name, use in done.items():
             row = entity_rows[use["entity_id"]]
             resolved[name] = {"href": entity_href(row), "outputs": entity_read(row)}
         order = manifest.order()
         todo = [(position, name) for position, name in enumerate(order) if name not in done]
-        if todo:
+        index = 0
+        while index < len(todo):
             self._checkpoint()
-            first = todo[0][1]
-            self._intent(None, now_ms(), first, manifest.entities[first].type)
-        for index, (position, name) in enumerate(todo):
-            spec = manifest.entities[name]
+            # The first step of a batch is evaluated outside any transaction: its bindings may be slow.
+            name = todo[index][1]
             try:
                 attributes = self._entity_attributes(manifest, name, resolved)
             except errors.ZonecatError as exc:
-                self.fail_and_roll_back(name, spec.type, exc.message)
+                self.fail_and_roll_back(name, manifest.entities[name].type, exc.message)
                 return
-            # The next step's intent is written in this step's transaction: still ahead of that step, one
-            # transaction fewer per entity.
-            following = todo[index + 1][1] if index + 1 < len(todo) else None
-            next_type = manifest.entities[following].type if following is not None else None
-            row = self._create_step(name, spec.type, attributes, position, following, next_type)
-            resolved[name] = {"href": entity_href(row), "outputs": entity_read(row)}
-            self._checkpoint()
+            with self.db.write() as conn:
+                index = self._create_batch(conn, manifest, todo, index, attributes, resolved)
+                ended = index == len(todo) and self._finish_create(conn, manifest, resolved, cheap_only=True)
+            if ended:
+                self._finished("completed")
+                return
+        self._checkpoint()
+        with self.db.write() as conn:
+            ended = self._finish_create(conn, manifest, resolved, cheap_only=False)
+        if ended:
+            self._finished("completed")
+            return
+        # The outputs failed: nothing of the end was written.
         try:
-            outputs = self._outputs(manifest, resolved)
+            self._outputs(manifest, resolved)
         except errors.ZonecatError as exc:
             self.fail_and_roll_back(None, None, f"outputs: {exc.message}")
-            return
-        self.finish("completed", "active", ("pending",), outputs=outputs)
+
+    def _create_batch(
+        self,
+        conn: sa.Connection,
+        manifest: Manifest,
+        todo: list[tuple[int, str]],
+        index: int,
+        attributes: Row,
+        resolved: dict[str, Any],
+    ) -> int:
+        """Run steps from ``todo[index]`` (its attributes already evaluated) in ``conn`` while they are cheap and
+        the batch is young; return the index of the first step not run."""
+        now = now_ms()
+        deadline = time.monotonic() + BATCH_SECONDS
+        events: list[Row] = []
+        if index == 0:
+            first = todo[0][1]
+            events.append(self._intent(conn, now, first, manifest.entities[first].type))
+        while True:
+            position, name = todo[index]
+            # The next step's intent is written with this step: still ahead of that step.
+            following = todo[index + 1][1] if index + 1 < len(todo) else None
+            next_type = manifest.entities[following].type if following is not None else None
+            spec = manifest.entities[name]
+            row, step_events = self._create_step(conn, now, name, spec.type, attributes, position, following, next_type)
+            events += step_events
+            resolved[name] = {"href": entity_href(row), "outputs": entity_read(row)}
+            index += 1
+            if following is None or time.monotonic() > deadline or not _cheap(manifest.entities[following].bindings):
+                break
+            try:
+                attributes = self._entity_attributes(manifest, following, resolved)
+            except errors.ZonecatError:
+                break  # evaluated again outside the transaction, where the failure is handled
+        self._journal(conn, now, *events)
+        return index
+
+    def _finish_create(
+        self, conn: sa.Connection, manifest: Manifest, resolved: dict[str, Any], *, cheap_only: bool
+    ) -> bool:
+        """Evaluate the outputs and end the task in ``conn``; False (nothing written) when the output bindings
+        are not cheap (``cheap_only``) or fail."""
+        if cheap_only and manifest.outputs_bindings and not _cheap(manifest.outputs_bindings):
+            return False
+        try:
+            outputs = self._outputs(manifest, resolved)
+        except errors.ZonecatError:
+            return False
+        self._finish_in(conn, now_ms(), "completed", "active", ("pending",), outputs=outputs)
+        return True
 
     def _entity_inputs(self, manifest: Manifest, inputs: Row) -> Any:
-        schema = effective_input_schema(manifest.kind, manifest.inputs_schema)
+        schema = _RELEASED.input_schema(manifest)
         validated, problems = schemas.validate_instance(schema, inputs, "inputs")
         if problems:
             raise errors.ValidationFailed(describe_problems(problems))
@@ -195,11 +319,20 @@ class TaskRun:
         return value
 
     def _create_step(
-        self, name: str, type_name: str, attributes: Row, position: int, following: str | None, next_type: str | None
-    ) -> Row:
+        self,
+        conn: sa.Connection,
+        now: int,
+        name: str,
+        type_name: str,
+        attributes: Row,
+        position: int,
+        following: str | None,
+        next_type: str | None,
+    ) -> tuple[Row, list[Row]]:
+        """Create or find the entity and record the install's use of it; returns the row and the step's events
+        (for the caller to journal in the same transaction)."""
         entity_type = ENTITY_TYPES[type_name]
         identifier = str(attributes["identifier"])
-        now = now_ms()
         row: Row = {
             "id": new_id("ent", now),
             "organization_id": self.task["organization_id"],
@@ -215,22 +348,22 @@ class TaskRun:
             "created_at_ms": now,
             "updated_at_ms": now,
         }
-        with self.db.write() as conn:
-            row, role = self._insert_or_find(conn, row)
-            entity_store.insert_use(
-                conn,
-                {
-                    "install_id": self.install_id,
-                    "local_name": name,
-                    "entity_id": row["id"],
-                    "zone_id": self.zone_id,
-                    "role": role,
-                    "task_id": self.task_id,
-                    "position": position,
-                    "created_at_ms": now,
-                },
-            )
-            done: Row = {
+        row, role = self._insert_or_find(conn, row)
+        entity_store.insert_use(
+            conn,
+            {
+                "install_id": self.install_id,
+                "local_name": name,
+                "entity_id": row["id"],
+                "zone_id": self.zone_id,
+                "role": role,
+                "task_id": self.task_id,
+                "position": position,
+                "created_at_ms": now,
+            },
+        )
+        events: list[Row] = [
+            {
                 "kind": "step_done",
                 "local_name": name,
                 "entity_type": type_name,
@@ -239,11 +372,10 @@ class TaskRun:
                 "href": entity_href(row),
                 "message": f"{type_name} {identifier} {role}",
             }
-            events = [done]
-            if following is not None:
-                events.append(self._intent(conn, now, following, next_type))
-            self._journal(conn, now, *events)
-        return row
+        ]
+        if following is not None:
+            events.append(self._intent(conn, now, following, next_type))
+        return row, events
 
     def _insert_or_find(self, conn: sa.Connection, row: Row) -> tuple[Row, str]:
         """Create the entity, or use the one that holds its natural key: an unmanaged entity is adopted, a
@@ -280,40 +412,62 @@ class TaskRun:
         error_message = (task or {}).get("error_message") or "the task failed"
         self.finish("failed", "failed", ("pending",), error_message=error_message)
 
-    def _release_all(self, removed: str, kept: str) -> None:
-        """Release every entity the install uses, in reverse provisioning order, one transaction each."""
+    def _release_all(self, removed: str, kept: str, end: Callable[[sa.Connection, int], None] | None = None) -> bool:
+        """Release every entity the install uses, in reverse provisioning order, in batches of one transaction
+        (``BATCH_SECONDS`` each). ``end`` runs in the last batch's transaction; True when it ran."""
         with self.db.read() as conn:
             uses = list(reversed(entity_store.uses_of_install(conn, self.install_id)))
             types = {
                 k: v["type"] for k, v in entity_store.entities_by_ids(conn, [u["entity_id"] for u in uses]).items()
             }
-        if not uses:
-            return
-        self._checkpoint()
-        self._intent(None, now_ms(), uses[0]["local_name"], types.get(uses[0]["entity_id"]))
-        for index, use in enumerate(uses):
-            following = uses[index + 1] if index + 1 < len(uses) else None
-            self._release(use, removed, kept, following, types)
+        index = 0
+        while index < len(uses):
             self._checkpoint()
+            with self.db.write() as conn:
+                now = now_ms()
+                deadline = time.monotonic() + BATCH_SECONDS
+                events: list[Row] = []
+                if index == 0:
+                    events.append(self._intent(conn, now, uses[0]["local_name"], types.get(uses[0]["entity_id"])))
+                while True:
+                    following = uses[index + 1] if index + 1 < len(uses) else None
+                    events += self._release(conn, now, uses[index], removed, kept, following, types)
+                    index += 1
+                    if following is None or time.monotonic() > deadline:
+                        break
+                self._journal(conn, now, *events)
+                if index == len(uses) and end is not None:
+                    end(conn, now)
+                    return True
+        return False
 
-    def _release(self, use: Row, removed: str, kept: str, following: Row | None, types: dict[str, str]) -> None:
-        """Drop the install's use of one entity; delete the entity if the catalog made it and nobody uses it."""
-        now = now_ms()
-        with self.db.write() as conn:
-            entity = entity_store.get_entity(conn, self.zone_id, use["entity_id"], lock=True)
-            assert entity is not None  # entity_uses.entity_id is a foreign key
-            entity_store.delete_use(conn, self.install_id, use["local_name"])
-            # Every remaining use counts, this install's other local names included.
-            users = entity_store.remaining_uses(conn, entity["id"])
-            label = f"{entity['type']} {entity['identifier']}"
-            if entity["managed"] and not users:
-                entity_store.delete_entity(conn, entity["id"])
-                action, message = removed, f"{label} deleted"
-            elif entity["managed"]:
-                action, message = kept, f"{label} kept: still used by install {users[0]}"
-            else:
-                action, message = kept, f"{label} kept: not created by the catalog"
-            done: Row = {
+    def _release(
+        self,
+        conn: sa.Connection,
+        now: int,
+        use: Row,
+        removed: str,
+        kept: str,
+        following: Row | None,
+        types: dict[str, str],
+    ) -> list[Row]:
+        """Drop the install's use of one entity; delete the entity if the catalog made it and nobody uses it.
+        Returns the step's events for the caller to journal in the same transaction."""
+        entity = entity_store.get_entity(conn, self.zone_id, use["entity_id"], lock=True)
+        assert entity is not None  # entity_uses.entity_id is a foreign key
+        entity_store.delete_use(conn, self.install_id, use["local_name"])
+        # Every remaining use counts, this install's other local names included.
+        users = entity_store.remaining_uses(conn, entity["id"])
+        label = f"{entity['type']} {entity['identifier']}"
+        if entity["managed"] and not users:
+            entity_store.delete_entity(conn, entity["id"])
+            action, message = removed, f"{label} deleted"
+        elif entity["managed"]:
+            action, message = kept, f"{label} kept: still used by install {users[0]}"
+        else:
+            action, message = kept, f"{label} kept: not created by the catalog"
+        events: list[Row] = [
+            {
                 "kind": "step_done",
                 "local_name": use["local_name"],
                 "entity_type": entity["type"],
@@ -322,12 +476,12 @@ class TaskRun:
                 "href": entity_href(entity),
                 "message": message,
             }
-            events = [done]
-            if following is not None:
-                events.append(self._intent(conn, now, following["local_name"], types.get(following["entity_id"])))
-            self._journal(conn, now, *events)
-            if action == "preserved":
-                self._warn_if_unplanned(conn, now, use["local_name"], entity, users)
+        ]
+        if following is not None:
+            events.append(self._intent(conn, now, following["local_name"], types.get(following["entity_id"])))
+        if action == "preserved":
+            self._warn_if_unplanned(conn, now, use["local_name"], entity, users)
+        return events
 
     def _warn_if_unplanned(self, conn: sa.Connection, now: int, name: str, entity: Row, users: list[str]) -> None:
         """A delete preserves an entity its plan did not warn about when another install started using it after
@@ -360,26 +514,42 @@ class TaskRun:
     # -- delete --------------------------------------------------------------------------------------------
 
     def _delete(self) -> None:
-        self._release_all("deleted", "preserved")
-        self.finish("completed", "deleted", ("deleting",))
+        def end(conn: sa.Connection, now: int) -> None:
+            self._finish_in(conn, now, "completed", "deleted", ("deleting",))
+
+        if not self._release_all("deleted", "preserved", end):
+            self.finish("completed", "deleted", ("deleting",))
+        else:
+            self._finished("completed")
 
     # -- end -----------------------------------------------------------------------------------------------
 
     def finish(self, task_status: str, install_status: str, expected: tuple[str, ...], **changes: Any) -> None:
-        now = now_ms()
-        outputs = changes.pop("outputs", None)
         with self.db.write() as conn:
-            self._journal(conn, now, {"kind": "status", "status": task_status, "message": changes.get("error_message")})
-            task_store.update_owned(
-                conn, self.task_id, self.worker_id, now, status=task_status, locked_until_ms=None, **changes
-            )
-            install_changes: Row = {}
-            if outputs is not None:
-                install_changes["outputs"] = outputs
-            moved = install_store.move_install(conn, self.install_id, expected, install_status, now, **install_changes)
-            if not moved:
-                raise errors.Conflict(f"install {self.install_id} was not in {expected} when its task finished")
-        log.info(
-            "task finished",
-            extra={"task_id": self.task_id, "install_id": self.install_id, "status": task_status},
+            self._finish_in(conn, now_ms(), task_status, install_status, expected, **changes)
+        self._finished(task_status)
+
+    def _finished(self, task_status: str) -> None:
+        log.info("task finished", extra={"task_id": self.task_id, "install_id": self.install_id, "status": task_status})
+
+    def _finish_in(
+        self,
+        conn: sa.Connection,
+        now: int,
+        task_status: str,
+        install_status: str,
+        expected: tuple[str, ...],
+        **changes: Any,
+    ) -> None:
+        """End the task and move its install, in ``conn``."""
+        outputs = changes.pop("outputs", None)
+        self._journal(conn, now, {"kind": "status", "status": task_status, "message": changes.get("error_message")})
+        task_store.update_owned(
+            conn, self.task_id, self.worker_id, now, status=task_status, locked_until_ms=None, **changes
         )
+        install_changes: Row = {}
+        if outputs is not None:
+            install_changes["outputs"] = outputs
+        moved = install_store.move_install(conn, self.install_id, expected, install_status, now, **install_changes)
+        if not moved:
+            raise errors.Conflict(f"install {self.install_id} was not in {expected} when its task finished")

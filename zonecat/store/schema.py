@@ -9,7 +9,9 @@ from zonecat.store.secrets import EncryptedJSON
 
 metadata = sa.MetaData()
 
-_UNFINISHED = sa.text("status IN ('pending', 'running')")
+# The condition of the partial indexes on unfinished tasks. Queries that want those indexes repeat it literally
+# (``UNFINISHED``): SQLite only uses a partial index when the query's WHERE contains the index's own condition.
+UNFINISHED = _UNFINISHED = sa.text("status IN ('pending', 'running')")
 
 tokens = sa.Table(
     "tokens",

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
-from zonecat.store.schema import task_events, tasks
+from zonecat.store.schema import UNFINISHED, task_events, tasks
 
 Row = dict[str, Any]
 
@@ -76,9 +76,12 @@ def claim(conn: sa.Connection, worker_id: str, now: int, lease_ms: int) -> Row |
     handed to two workers (a re-check of ``status = 'running'`` alone would let two claimers take over one
     expired lease).
     """
-    due = sa.or_(
-        sa.and_(tasks.c.status == "pending", tasks.c.run_after_ms <= now),
-        sa.and_(tasks.c.status == "running", tasks.c.locked_until_ms < now),
+    due = sa.and_(
+        UNFINISHED,  # lets SQLite search the partial index ix_tasks_due instead of scanning every task ever run
+        sa.or_(
+            sa.and_(tasks.c.status == "pending", tasks.c.run_after_ms <= now),
+            sa.and_(tasks.c.status == "running", tasks.c.locked_until_ms < now),
+        ),
     )
     candidate = (
         sa.select(tasks.c.id, tasks.c.status, tasks.c.locked_by, tasks.c.locked_until_ms)
@@ -140,7 +143,7 @@ _EVENT_COLUMNS = ("status", "local_name", "entity_type", "action", "entity_id", 
 def live_leases(conn: sa.Connection) -> list[Row]:
     """Running tasks whose lease has not been handed back or expired on purpose: id, owner, lease end."""
     query = sa.select(tasks.c.id, tasks.c.locked_by, tasks.c.locked_until_ms).where(
-        tasks.c.status == "running", tasks.c.locked_until_ms > 1
+        UNFINISHED, tasks.c.status == "running", tasks.c.locked_until_ms > 1
     )
     return [dict(r._mapping) for r in conn.execute(query)]
 
@@ -259,10 +262,32 @@ def step_outcomes(conn: sa.Connection, task_id: str) -> list[Row]:
     return [dict(r._mapping) for r in conn.execute(_STEP_OUTCOMES, {"task_id": task_id})]
 
 
+def step_outcomes_of(conn: sa.Connection, task_ids: list[str]) -> dict[str, list[Row]]:
+    """``step_outcomes`` of many tasks in one query, by task id."""
+    found: dict[str, list[Row]] = {task_id: [] for task_id in task_ids}
+    if not task_ids:
+        return found
+    query = (
+        sa.select(
+            task_events.c.task_id,
+            task_events.c.local_name,
+            task_events.c.entity_type,
+            task_events.c.action,
+            task_events.c.href,
+        )
+        .where(task_events.c.task_id.in_(task_ids), task_events.c.kind == "step_done")
+        .order_by(task_events.c.task_id, task_events.c.seq)
+    )
+    for row in conn.execute(query):
+        outcome = dict(row._mapping)
+        found[outcome.pop("task_id")].append(outcome)
+    return found
+
+
 def next_due_ms(conn: sa.Connection) -> int | None:
     """When the next task becomes due (the earliest run_after or lease expiry), for the worker's sleep."""
-    pending = sa.select(sa.func.min(tasks.c.run_after_ms)).where(tasks.c.status == "pending")
-    running = sa.select(sa.func.min(tasks.c.locked_until_ms)).where(tasks.c.status == "running")
+    pending = sa.select(sa.func.min(tasks.c.run_after_ms)).where(UNFINISHED, tasks.c.status == "pending")
+    running = sa.select(sa.func.min(tasks.c.locked_until_ms)).where(UNFINISHED, tasks.c.status == "running")
     values = [conn.execute(pending).scalar(), conn.execute(running).scalar()]
     present = [int(v) for v in values if v is not None]
     return min(present) if present else None

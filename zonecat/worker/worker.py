@@ -43,6 +43,11 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self.tasks_run = 0
+        # One heartbeat thread for the worker's life (not one per task): it renews the lease of ``_current``.
+        self._current: dict[str, Any] | None = None
+        self._lost_task: str | None = None
+        self._heart: threading.Thread | None = None
+        self._heart_lock = threading.Lock()
 
     def stop(self) -> None:
         self._stop.set()
@@ -111,37 +116,51 @@ class Worker:
         self.tasks_run += 1
         return True
 
+    def _ensure_heartbeat(self) -> None:
+        with self._heart_lock:
+            if self._heart is None or not self._heart.is_alive():
+                self._heart = threading.Thread(target=self._beat, name=f"heartbeat-{self.worker_id}", daemon=True)
+                self._heart.start()
+
+    def _beat(self) -> None:
+        """Renew the current task's lease every heartbeat and note a lease another worker took over. Ends once the
+        worker is stopping and its last task is over (it keeps beating while a stopping worker finishes a step)."""
+        period = self.settings.heartbeat_seconds
+        pause = threading.Event()  # never set: unlike _stop, a stop() must not cut these sleeps short
+        while not (self._stop.is_set() and self._current is None):
+            pause.wait(period)
+            task = self._current
+            if task is None:
+                continue
+            try:
+                with self.db.write() as conn:
+                    if not task_store.renew_lease(conn, task["id"], self.worker_id, now_ms(), self.lease_ms):
+                        if self._current is task:
+                            self._lost_task = task["id"]
+            except sa.exc.SQLAlchemyError:
+                continue
+
     def _run_with_heartbeat(self, task: dict[str, Any]) -> None:
-        done = threading.Event()
-        lost = threading.Event()
-
-        def beat() -> None:
-            while not done.wait(self.settings.heartbeat_seconds):
-                try:
-                    with self.db.write() as conn:
-                        if not task_store.renew_lease(conn, task["id"], self.worker_id, now_ms(), self.lease_ms):
-                            lost.set()
-                            return
-                except sa.exc.SQLAlchemyError:
-                    continue
-
-        heart = threading.Thread(target=beat, name=f"heartbeat-{task['id']}", daemon=True)
-        heart.start()
-        run = TaskRun(self.db, task, self.worker_id, self.lease_ms, lambda: self._stop.is_set() or lost.is_set())
+        self._ensure_heartbeat()
+        task_id = task["id"]
+        self._lost_task = None
+        self._current = task
+        run = TaskRun(
+            self.db, task, self.worker_id, self.lease_ms, lambda: self._stop.is_set() or self._lost_task == task_id
+        )
         try:
             run.run()
         except Interrupted:
-            self._release(task["id"])
+            self._release(task_id)
         except errors.LeaseLost:
-            log.warning("lease lost; another worker owns the task now", extra={"task_id": task["id"]})
+            log.warning("lease lost; another worker owns the task now", extra={"task_id": task_id})
         except (sa.exc.OperationalError, sa.exc.InterfaceError):
             raise  # the database is away: the lease expires and the task is resumed later
         except Exception as exc:
-            log.exception("task crashed", extra={"task_id": task["id"]})
+            log.exception("task crashed", extra={"task_id": task_id})
             self._fail_after_crash(run, task, exc)
         finally:
-            done.set()
-            heart.join()
+            self._current = None
 
     def _release(self, task_id: str) -> None:
         with self.db.write() as conn:
