@@ -22,6 +22,19 @@ def test_task_events_refuse_odd_numbers_with_400(api: Api, value: str) -> None:
     assert api.get(f"{path}?limit=2&after_seq=1").status_code == 200
 
 
+def test_task_events_check_after_and_after_seq_both(api: Api) -> None:
+    zone = api.new_zone()
+    task = api.install(zone, CALENDAR, CREDS)
+    path = f"/zones/{zone}/catalog_tasks/{task['id']}/events"
+    # found by `make fuzz` (seed 1673173253): a valid `after` hid an invalid `after_seq`
+    for query, field in [("after=1&after_seq=%C3%99", "after_seq"), ("after=%C3%99&after_seq=1", "after")]:
+        assert assert_error(api.get(f"{path}?{query}"), 400, "bad_request")["details"][0]["field"] == field
+    assert_error(api.get(f"{path}?after=1&after_seq=2"), 400, "bad_request")
+    both = api.get(f"{path}?after=1&after_seq=1")
+    assert both.status_code == 200
+    assert [event["seq"] for event in both.json()["items"]][:1] == [2]
+
+
 @pytest.mark.parametrize("value", ODD_NUMBERS)
 def test_list_limit_refuses_odd_numbers_with_400(api: Api, value: str) -> None:
     zone = api.new_zone()

@@ -210,12 +210,22 @@ def list_tasks(
 def list_task_events(zone_id: str, task_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
     """The task's events in order: status changes, and the start and outcome of each entity step."""
     params = request.query_params
-    raw_start = params.get("after", params.get("after_seq", "0"))
-    start = decimal_digits(raw_start)
-    if start is None:
+    # Both spellings are checked: one that is given must be valid even when the other is given too.
+    starts: dict[str, int] = {}
+    for name in ("after_seq", "after"):
+        if name in params:
+            value = decimal_digits(params[name])
+            if value is None:
+                raise errors.BadRequest(
+                    f"{name} must be a non-negative integer", [errors.Detail(name, "not an integer", "bad_request")]
+                )
+            starts[name] = value
+    if len(set(starts.values())) > 1:
         raise errors.BadRequest(
-            "after_seq must be a non-negative integer", [errors.Detail("after_seq", "not an integer", "bad_request")]
+            "after and after_seq disagree; give one of them",
+            [errors.Detail("after", "differs from after_seq", "bad_request")],
         )
+    start = next(iter(starts.values()), 0)
     limit = decimal_digits(params.get("limit", "1000"), max_digits=4)
     if limit is None or not 1 <= limit <= 1000:
         raise errors.BadRequest(
