@@ -136,6 +136,8 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         wake_worker=wake,
     )
+    if worker_process is not None:
+        worker_process.start()  # boots while the app is built below
     app = create_app(ctx)
     app.openapi()  # built now, while nothing is served, and frozen with the rest
     settle_heap()
@@ -143,7 +145,8 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
     for thread in threads:
         thread.start()
     if worker_process is not None:
-        worker_process.start()
+        # Answer no request before tasks can run: a 202 is then followed by its task's progress at once.
+        worker_process.wait_ready(settings.database_wait_seconds)
 
     def stop_workers() -> None:
         """Stop taking tasks; each worker finishes its current entity step and hands its task back."""
@@ -182,10 +185,12 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
 @click.option("--concurrency", type=int, default=1, show_default=True, help="Tasks run at once by this process.")
 @click.option("--wake-fd", type=int, default=None, hidden=True, help="Pipe from `serve`: a byte wakes the workers.")
 @click.option("--parent-pid", type=int, default=None, hidden=True, help="The `serve` process this one dies with.")
-def worker(concurrency: int, wake_fd: int | None, parent_pid: int | None) -> None:
+@click.option("--ready-fd", type=int, default=None, hidden=True, help="Pipe to `serve`: a byte once tasks can run.")
+def worker(concurrency: int, wake_fd: int | None, parent_pid: int | None, ready_fd: int | None) -> None:
     """Run catalog tasks (no API) until SIGTERM."""
-    from zonecat.engine.bootstrap import open_database
-    from zonecat.worker.process import die_with_parent, listen_to_parent
+    from zonecat.engine.bootstrap import open_database, open_secret_box
+    from zonecat.store.database import Database
+    from zonecat.worker.process import die_with_parent, listen_to_parent, report_ready
     from zonecat.worker.worker import Worker
 
     if parent_pid is not None:
@@ -193,7 +198,11 @@ def worker(concurrency: int, wake_fd: int | None, parent_pid: int | None) -> Non
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     with database_errors():
-        db = when_database_answers(lambda: open_database(settings), settings.database_wait_seconds)
+        if parent_pid is not None:
+            # Started by `serve`, which has just migrated or checked the schema: skip Alembic (most of the start-up).
+            db = Database(settings.effective_database_url, secret_box=open_secret_box(settings, create=False))
+        else:
+            db = when_database_answers(lambda: open_database(settings), settings.database_wait_seconds)
     workers = [Worker(db, settings) for _ in range(max(1, concurrency))]
     threads = [threading.Thread(target=w.run, name=f"worker-{i}") for i, w in enumerate(workers)]
 
@@ -217,6 +226,8 @@ def worker(concurrency: int, wake_fd: int | None, parent_pid: int | None) -> Non
     signal.signal(signal.SIGINT, stop)
     for thread in threads:
         thread.start()
+    if ready_fd is not None:
+        report_ready(ready_fd)
     for thread in threads:
         while thread.is_alive():
             thread.join(timeout=0.5)

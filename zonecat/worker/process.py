@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ class WorkerProcess:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._supervisor: threading.Thread | None = None
+        self._ready_read: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -53,9 +55,21 @@ class WorkerProcess:
         self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
         self._supervisor.start()
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the first worker process runs tasks (or exited, or ``timeout``); True when it is ready."""
+        fd = self._ready_read
+        if fd is None:
+            return False
+        ready, _, _ = select.select([fd], [], [], timeout)
+        answered = bool(ready) and os.read(fd, 1) == b"\x01"
+        if not answered:
+            log.warning("worker process not ready; serving anyway", extra={"timeout_seconds": timeout})
+        return answered
+
     def _spawn(self) -> None:
         read_end, write_end = os.pipe()
         os.set_blocking(write_end, False)  # a full pipe already means "wake up": never block a request on it
+        ready_read, ready_write = os.pipe()
         command = [
             sys.executable,
             "-m",
@@ -67,14 +81,18 @@ class WorkerProcess:
             str(read_end),
             "--parent-pid",
             str(os.getpid()),
+            "--ready-fd",
+            str(ready_write),
         ]
-        process = subprocess.Popen(command, pass_fds=(read_end,))
+        process = subprocess.Popen(command, pass_fds=(read_end, ready_write))
         os.close(read_end)
+        os.close(ready_write)
         with self._lock:
-            old = self._wake_write
-            self._process, self._wake_write = process, write_end
-        if old is not None:
-            os.close(old)
+            old, old_ready = self._wake_write, self._ready_read
+            self._process, self._wake_write, self._ready_read = process, write_end, ready_read
+        for fd in (old, old_ready):
+            if fd is not None:
+                os.close(fd)
         log.info("worker process started", extra={"pid": process.pid})
 
     def _supervise(self) -> None:
@@ -114,9 +132,10 @@ class WorkerProcess:
         if self._supervisor is not None:
             self._supervisor.join(timeout=5)
         with self._lock:
-            fd, self._wake_write = self._wake_write, None
-        if fd is not None:
-            os.close(fd)
+            fds, self._wake_write, self._ready_read = (self._wake_write, self._ready_read), None, None
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
 
 
 # -- the child's side ---------------------------------------------------------------------------------------
@@ -131,6 +150,13 @@ def die_with_parent(parent_pid: int) -> None:
             libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:
         os._exit(1)  # the parent died before the request above took effect
+
+
+def report_ready(ready_fd: int) -> None:
+    """Tell the parent that tasks can run now."""
+    with contextlib.suppress(OSError):
+        os.write(ready_fd, b"\x01")
+        os.close(ready_fd)
 
 
 def listen_to_parent(wake_fd: int, wake: Callable[[], None]) -> threading.Thread:
