@@ -131,13 +131,10 @@ class TaskRun:
         if not task_store.journal(conn, self.task_id, self.worker_id, now, self.lease_ms, list(events)):
             raise errors.LeaseLost()
 
-    def _intent(self, conn: sa.Connection | None, now: int, name: str, type_name: str | None) -> Row:
-        """The write-ahead record of a step; written alone when ``conn`` is None."""
-        event: Row = {"kind": "step_started", "local_name": name, "entity_type": type_name}
-        if conn is None:
-            with self.db.write() as own:
-                self._journal(own, now, event)
-        return event
+    @staticmethod
+    def _intent(name: str, type_name: str | None) -> Row:
+        """The write-ahead event of a step, journaled in the transaction of the step before it (or of its own)."""
+        return {"kind": "step_started", "local_name": name, "entity_type": type_name}
 
     def _checkpoint(self) -> None:
         if self.should_stop():
@@ -245,7 +242,7 @@ class TaskRun:
         events: list[Row] = []
         if index == 0:
             first = todo[0][1]
-            events.append(self._intent(conn, now, first, manifest.entities[first].type))
+            events.append(self._intent(first, manifest.entities[first].type))
         while True:
             position, name = todo[index]
             # The next step's intent is written with this step: still ahead of that step.
@@ -374,7 +371,7 @@ class TaskRun:
             }
         ]
         if following is not None:
-            events.append(self._intent(conn, now, following, next_type))
+            events.append(self._intent(following, next_type))
         return row, events
 
     def _insert_or_find(self, conn: sa.Connection, row: Row) -> tuple[Row, str]:
@@ -428,7 +425,7 @@ class TaskRun:
                 deadline = time.monotonic() + BATCH_SECONDS
                 events: list[Row] = []
                 if index == 0:
-                    events.append(self._intent(conn, now, uses[0]["local_name"], types.get(uses[0]["entity_id"])))
+                    events.append(self._intent(uses[0]["local_name"], types.get(uses[0]["entity_id"])))
                 while True:
                     following = uses[index + 1] if index + 1 < len(uses) else None
                     events += self._release(conn, now, uses[index], removed, kept, following, types)
@@ -478,7 +475,7 @@ class TaskRun:
             }
         ]
         if following is not None:
-            events.append(self._intent(conn, now, following["local_name"], types.get(following["entity_id"])))
+            events.append(self._intent(following["local_name"], types.get(following["entity_id"])))
         if action == "preserved":
             self._warn_if_unplanned(conn, now, use["local_name"], entity, users)
         return events
