@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from zonecat.domain.paging import PageRequest
 from zonecat.ids import new_id
 from zonecat.store import entities as entity_store
+from zonecat.store import hot
 from zonecat.store import installs as install_store
 from zonecat.store import packages as package_store
 from zonecat.store import tasks as task_store
@@ -540,3 +541,78 @@ def test_a_release_during_a_share_keeps_the_entity_for_its_new_user(db: Database
     with db.read() as conn:
         assert entity_store.get_entity(conn, zone_id, entity["id"]) is not None
         assert [u["install_id"] for u in entity_store.uses_of_entity(conn, entity["id"])] == ["ins_b"]
+
+
+def test_hot_reads_return_what_their_sqlalchemy_twins_return(db: Database) -> None:
+    zone_id = zone(db)
+    row = task_row(zone_id, new_id("ins"))
+    row["warnings"] = ["kept entity x: adopted"]
+    token = {
+        "id": new_id("tok"),
+        "organization_id": ORG,
+        "name": "t",
+        "token_hash": "f" * 64,
+        "zones": [zone_id],
+        "read_only": True,
+        "admin": False,
+        "created_at_ms": 1,
+        "revoked_at_ms": None,
+    }
+    with db.write() as conn:
+        zone_store.insert_token(conn, token)
+        task_store.insert_task(conn, row)
+        task_store.append_event(conn, row["id"], 2, "status", status="running")
+        for name in ("b", "a"):
+            task_store.append_event(
+                conn,
+                row["id"],
+                3,
+                "step_done",
+                local_name=name,
+                entity_type="secret",
+                action="created",
+                href=f"/{name}",
+            )
+    with db.read() as conn:
+        expected = (
+            zone_store.token_by_hash(conn, token["token_hash"]),
+            zone_store.get_zone(conn, ORG, zone_id),
+            task_store.get_task(conn, zone_id, row["id"]),
+            task_store.step_outcomes(conn, row["id"]),
+        )
+    readers = [db.direct.pooled]
+    if db.direct.loop_capable:
+        readers.append(db.direct.on_loop)
+    for snapshot in readers:
+        with snapshot() as reader:
+            found = (
+                hot.token_by_hash(reader, token["token_hash"]),
+                hot.get_zone(reader, ORG, zone_id),
+                hot.get_task(reader, zone_id, row["id"]),
+                hot.step_outcomes(reader, row["id"]),
+            )
+            assert hot.token_by_hash(reader, "0" * 64) is None
+            assert hot.get_task(reader, zone_id, "tsk_missing") is None
+            assert hot.step_outcomes(reader, "tsk_missing") == []
+        assert found == expected
+        assert [link["local_name"] for link in found[3]] == ["b", "a"]
+
+
+def test_direct_reads_see_one_snapshot(db: Database) -> None:
+    zone_id = zone(db)
+    with db.direct.pooled() as reader:
+        before = hot.get_zone(reader, ORG, zone_id)
+        # A write committed while the snapshot is open is not seen by it (a thread: SQLite's writer lock is
+        # per connection, and this thread's reader holds a connection of its own).
+        renamed = threading.Thread(target=_rename_zone, args=(db, zone_id))
+        renamed.start()
+        renamed.join()
+        assert hot.get_zone(reader, ORG, zone_id) == before
+    with db.direct.pooled() as reader:
+        after = hot.get_zone(reader, ORG, zone_id)
+        assert after is not None and after["name"] == "renamed"
+
+
+def _rename_zone(db: Database, zone_id: str) -> None:
+    with db.write() as conn:
+        conn.execute(sa.text("UPDATE zones SET name = 'renamed' WHERE id = :id"), {"id": zone_id})

@@ -33,7 +33,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.metrics = Metrics()
-    for router in (zones.router, packages.router, installs.router, entities.router, ops.router):
+    # Routes are matched in order, one after another (~5 µs each): the most requested paths first, health checks and
+    # task polling (no path of one router can match a route of another, so the order changes nothing else).
+    for router in (ops.router, installs.router, zones.router, packages.router, entities.router):
         app.include_router(router)
     app.add_exception_handler(errors.ZonecatError, api_errors.on_zonecat_error)
     app.add_exception_handler(RequestValidationError, api_errors.on_validation_error)

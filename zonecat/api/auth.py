@@ -8,11 +8,14 @@ from fastapi import Depends, Request
 
 from zonecat import errors
 from zonecat.api.context import AppContext
+from zonecat.api.reads import read_direct
 from zonecat.engine.access import Principal, hash_token
-from zonecat.store import zones as zone_store
+from zonecat.store import hot
+from zonecat.store.direct import DirectReader
 
 
-def _context(request: Request) -> AppContext:
+def app_context(request: Request) -> AppContext:
+    """The application context of a request (for routes that take only the request)."""
     ctx = request.app.state.ctx
     assert isinstance(ctx, AppContext)
     return ctx
@@ -21,18 +24,22 @@ def _context(request: Request) -> AppContext:
 async def context(request: Request) -> AppContext:
     """The application context. Async although it does no I/O: FastAPI runs a sync dependency in the thread pool,
     and that hop (~0.2 ms here) cost more than everything else the dependency does."""
-    return _context(request)
+    return app_context(request)
 
 
-def authenticate(request: Request) -> Principal:
-    """The principal of the request's bearer token; 401 without a valid one, 429 over its rate limit."""
-    ctx = _context(request)
+def bearer_token_hash(request: Request) -> str:
+    """The hash of the request's bearer token (what the tokens table keeps); 401 without one."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    with ctx.db.read() as conn:
-        row = zone_store.token_by_hash(conn, hash_token(token.strip()))
+    return hash_token(token.strip())
+
+
+def principal_of(request: Request, token_hash: str, reader: DirectReader) -> Principal:
+    """The principal of ``token_hash``, read in ``reader``'s snapshot; 401 unless the token is valid, 429 over its
+    rate limit. Routes that read through ``read_direct`` call it inside their own snapshot."""
+    row = hot.token_by_hash(reader, token_hash)
     if row is None or row["revoked_at_ms"] is not None:
         raise errors.Unauthorized("unknown or revoked token")
     principal = Principal(
@@ -43,8 +50,17 @@ def authenticate(request: Request) -> Principal:
         admin=bool(row["admin"]),
     )
     request.state.token_id = principal.token_id
-    ctx.limiter.take(principal.token_id)
+    app_context(request).limiter.take(principal.token_id)
     return principal
+
+
+async def authenticate(request: Request) -> Principal:
+    """The principal of the request's bearer token; 401 without a valid one, 429 over its rate limit.
+
+    The token is read on every request (a revoked token is refused at once), through ``read_direct``: on SQLite that
+    is a ~20 µs read on the event loop instead of a thread-pool hop and a SQLAlchemy transaction."""
+    token_hash = bearer_token_hash(request)
+    return await read_direct(app_context(request), lambda reader: principal_of(request, token_hash, reader))
 
 
 Auth = Annotated[Principal, Depends(authenticate)]

@@ -29,6 +29,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from zonecat import errors
+from zonecat.store.direct import DirectReads
 from zonecat.store.secrets import SecretBox, attach
 
 _IMMEDIATE = "zonecat_immediate"
@@ -77,9 +78,11 @@ class Database:
         # The busy handler only arbitrates with a process that does not take the flock (none of zonecat's).
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._file_lock: int | None = None
+        sqlite_file: str | None = None
         if self.is_sqlite:
             path = url.removeprefix("sqlite:///")
             if path and path != url and not path.startswith(":memory:"):
+                sqlite_file = path
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 self._file_lock = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self.engine = sa.create_engine(
@@ -106,6 +109,7 @@ class Database:
                 hide_parameters=True,
             )
         attach(self.engine, secret_box)
+        self.direct = DirectReads(self.engine, sqlite_file)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
@@ -140,6 +144,7 @@ class Database:
                 yield conn
 
     def dispose(self) -> None:
+        self.direct.close()
         self.engine.dispose()
         if self._file_lock is not None:
             os.close(self._file_lock)

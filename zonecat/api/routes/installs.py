@@ -10,10 +10,11 @@ from starlette.concurrency import run_in_threadpool
 
 from zonecat import errors
 from zonecat.api import docs, models, views
-from zonecat.api.auth import Auth, Ctx
+from zonecat.api.auth import Auth, Ctx, app_context, bearer_token_hash, principal_of
 from zonecat.api.bodies import json_body, require_object
 from zonecat.api.context import AppContext
 from zonecat.api.errors import request_id_of
+from zonecat.api.reads import read_direct
 from zonecat.api.routes.common import absolute_url, page_request, request_info, zone_row
 from zonecat.domain.manifest import Manifest
 from zonecat.domain.paging import decimal_digits
@@ -21,9 +22,11 @@ from zonecat.domain.states import InstallStatus
 from zonecat.engine import installs as install_service
 from zonecat.engine.views import entity_href
 from zonecat.store import entities as entity_store
+from zonecat.store import hot
 from zonecat.store import installs as install_store
 from zonecat.store import packages as package_store
 from zonecat.store import tasks as task_store
+from zonecat.store.direct import DirectReader
 
 router = APIRouter(tags=["installs"])
 
@@ -44,6 +47,57 @@ def _current_view(ctx: AppContext, task: dict[str, Any], created: bool = False) 
 def _accepted(request: Request, zone_id: str, task: dict[str, Any], body: dict[str, Any]) -> JSONResponse:
     location = absolute_url(request, f"/zones/{zone_id}/catalog_tasks/{task['id']}")
     return JSONResponse(body, status_code=202, headers={"Location": location})
+
+
+# The most requested route comes first: routes are matched in order.
+@router.get(
+    "/zones/{zone_id}/catalog_tasks/{task_id}",
+    responses={
+        **docs.responses(200, models.Task),
+        303: {
+            "description": "The task completed: see its install (absolute Location)",
+            "headers": {"Location": docs.LOCATION},
+        },
+    },
+    openapi_extra=docs.parameters(
+        # The handler reads its path parameters itself (see below), so they are documented here.
+        docs.path("zone_id", "Zone Id"),
+        docs.path("task_id", "Task Id"),
+        docs.query(
+            "redirect",
+            {"type": "string", "enum": list(_REDIRECT_FLAGS), "default": "true"},
+            "false (or 0, no): always 200 with the task, never 303; case-insensitive",
+        ),
+    ),
+)
+async def get_task(request: Request) -> Response:
+    """A task while pending, running or failed; once completed, 303 to its install (``?redirect=false``: 200)."""
+    # The route clients poll. It takes only the request: FastAPI's dependency solving (path parameters, Auth, Ctx)
+    # cost ~100 µs a request here, a sixth of the whole. Its reads are three indexed reads through the driver
+    # (``read_direct``: on SQLite, on the event loop).
+    zone_id, task_id = request.path_params["zone_id"], request.path_params["task_id"]
+    token_hash = bearer_token_hash(request)
+    flag = request.query_params.get("redirect", "true").lower()
+
+    def work(reader: DirectReader) -> Response:
+        principal = principal_of(request, token_hash, reader)  # the token, in the same snapshot
+        if flag not in _REDIRECT_FLAGS:
+            raise errors.BadRequest(
+                f"redirect must be one of {', '.join(_REDIRECT_FLAGS)}",
+                [errors.Detail("redirect", "not a boolean", "bad_request")],
+            )
+        principal.require_zone(zone_id)
+        if hot.get_zone(reader, principal.organization_id, zone_id) is None:
+            raise errors.NotFound(f"zone {zone_id} not found")
+        row = hot.get_task(reader, zone_id, task_id)
+        if row is None:
+            raise errors.NotFound(f"task {task_id} not found")
+        if _REDIRECT_FLAGS[flag] and row["status"] == "completed":
+            location = absolute_url(request, f"/zones/{zone_id}/installs/{row['install_id']}")
+            return RedirectResponse(location, status_code=303)
+        return JSONResponse(views.task_view(None, row, hot.step_outcomes(reader, task_id)))
+
+    return await read_direct(app_context(request), work)
 
 
 @router.post(
@@ -131,43 +185,6 @@ async def delete_install(zone_id: str, install_id: str, request: Request, princi
 
     view = await run_in_threadpool(work)
     return _accepted(request, zone_id, view, view)
-
-
-@router.get(
-    "/zones/{zone_id}/catalog_tasks/{task_id}",
-    responses={
-        **docs.responses(200, models.Task),
-        303: {
-            "description": "The task completed: see its install (absolute Location)",
-            "headers": {"Location": docs.LOCATION},
-        },
-    },
-    openapi_extra=docs.parameters(
-        docs.query(
-            "redirect",
-            {"type": "string", "enum": list(_REDIRECT_FLAGS), "default": "true"},
-            "false (or 0, no): always 200 with the task, never 303; case-insensitive",
-        )
-    ),
-)
-def get_task(zone_id: str, task_id: str, request: Request, principal: Auth, ctx: Ctx) -> Response:
-    """A task while pending, running or failed; once completed, 303 to its install (``?redirect=false``: 200)."""
-    flag = request.query_params.get("redirect", "true").lower()
-    if flag not in _REDIRECT_FLAGS:
-        raise errors.BadRequest(
-            f"redirect must be one of {', '.join(_REDIRECT_FLAGS)}",
-            [errors.Detail("redirect", "not a boolean", "bad_request")],
-        )
-    redirect = _REDIRECT_FLAGS[flag]
-    with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
-        row = task_store.get_task(conn, zone_id, task_id)
-        if row is None:
-            raise errors.NotFound(f"task {task_id} not found")
-        if redirect and row["status"] == "completed":
-            location = absolute_url(request, f"/zones/{zone_id}/installs/{row['install_id']}")
-            return RedirectResponse(location, status_code=303)
-        return JSONResponse(views.task_view(conn, row))
 
 
 @router.get(
