@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from zonecat import errors
 from zonecat.clock import now_ms, rfc3339
 from zonecat.domain import idempotency, schemas
-from zonecat.domain.manifest import effective_input_schema
 from zonecat.engine.access import Principal
+from zonecat.engine.released import RELEASED
 from zonecat.ids import new_id
 from zonecat.store import entities as entity_store
 from zonecat.store import installs as install_store
@@ -142,44 +142,23 @@ def _request_install(
             "version must be a positive 32-bit integer",
             [errors.Detail("version", f"must be an integer from 1 to {MAX_VERSION}")],
         )
+    # Resolve the package and validate the inputs before the write transaction (SQLite: under the one write lock
+    # every writer of both processes queues on). Inside it, one statement checks that the version is still
+    # installable; if it is not, or the request cannot be resolved, the whole request is decided again in the
+    # write transaction, where an idempotent replay comes first.
+    try:
+        with db.read() as conn:
+            prepared: _Prepared | None = _prepare(conn, principal, zone_id, package_ref, version_number, inputs)
+    except errors.ZonecatError:
+        prepared = None
     now = now_ms()
     with db.write() as conn:
         replayed = _replay(conn, principal, info)
         if replayed is not None:
             return replayed, False
-        package = package_store.find_package(conn, principal.organization_id, zone_id, package_ref)
-        if package is None:
-            raise errors.NotFound(f"package {package_ref} not found")
-        if version_number is None:
-            version = package_store.current_version(conn, package["id"])
-            if version is None:
-                raise errors.Conflict(
-                    f"package {package['slug']} has no released version to install",
-                    [errors.Detail("package_id", "no released, unarchived version", "conflict")],
-                )
-        else:
-            version = package_store.find_version(conn, package["id"], version_number)
-            if version is None:
-                raise errors.NotFound(f"package {package['slug']} has no version {version_number}")
-            if version["archived_at_ms"] is not None:
-                raise errors.Conflict(
-                    f"version {version_number} of package {package['slug']} is archived",
-                    [errors.Detail("version", "archived versions cannot be installed", "conflict")],
-                )
-        manifest = version["manifest"]
-        schema = effective_input_schema(manifest.get("kind"), (manifest.get("inputs") or {}).get("schema"))
-        validated, problems = schemas.validate_instance(schema, inputs, "inputs")
-        if problems:
-            raise errors.ValidationFailed(
-                "inputs do not match the package's input schema",
-                [errors.Detail(p.field, p.message) for p in problems],
-            )
-        assert isinstance(validated, dict)
-        # Write-only values (at any depth) are never returned: ``inputs`` holds what reads may show, and
-        # ``secret_inputs`` the full value of every top-level input that had a write-only part.
-        public, _ = schemas.strip_write_only(schema, validated)
-        assert isinstance(public, dict)
-        secret = {k: v for k, v in validated.items() if k not in public or public[k] != v}
+        if prepared is None or not package_store.installable(conn, prepared.version["id"]):
+            prepared = _prepare(conn, principal, zone_id, package_ref, version_number, inputs)
+        package, version = prepared.package, prepared.version
         install_id = new_id("ins", now)
         install_store.insert_install(
             conn,
@@ -192,8 +171,8 @@ def _request_install(
                 "package_version": version["version"],
                 "version_id": version["id"],
                 "status": "pending",
-                "inputs": public,
-                "secret_inputs": secret,
+                "inputs": prepared.public_inputs,
+                "secret_inputs": prepared.secret_inputs,
                 "outputs": None,
                 "created_at_ms": now,
                 "updated_at_ms": now,
@@ -204,6 +183,55 @@ def _request_install(
         )
         _remember(conn, principal, info, task["id"], now)
     return task, True
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    package: Row
+    version: Row
+    public_inputs: Row
+    secret_inputs: Row
+
+
+def _prepare(
+    conn: sa.Connection, principal: Principal, zone_id: str, package_ref: str, version_number: int | None, inputs: Row
+) -> _Prepared:
+    """The package and version an install request names, and its inputs validated against the version's schema."""
+    package = package_store.find_package_brief(conn, principal.organization_id, zone_id, package_ref)
+    if package is None:
+        raise errors.NotFound(f"package {package_ref} not found")
+    if version_number is None:
+        version = package_store.current_version_brief(conn, package["id"])
+        if version is None:
+            raise errors.Conflict(
+                f"package {package['slug']} has no released version to install",
+                [errors.Detail("package_id", "no released, unarchived version", "conflict")],
+            )
+    else:
+        version = package_store.find_version_brief(conn, package["id"], version_number)
+        if version is None:
+            raise errors.NotFound(f"package {package['slug']} has no version {version_number}")
+        if version["archived_at_ms"] is not None:
+            raise errors.Conflict(
+                f"version {version_number} of package {package['slug']} is archived",
+                [errors.Detail("version", "archived versions cannot be installed", "conflict")],
+            )
+    schema = RELEASED.input_schema_of(conn, version["id"])
+    if schema is None:
+        raise errors.NotFound(f"package {package['slug']} has no version {version['version']}")
+    validated, problems = schemas.validate_instance(schema, inputs, "inputs")
+    if problems:
+        raise errors.ValidationFailed(
+            "inputs do not match the package's input schema",
+            [errors.Detail(p.field, p.message) for p in problems],
+        )
+    assert isinstance(validated, dict)
+    # Write-only values (at any depth) are never returned: ``inputs`` holds what reads may show, and
+    # ``secret_inputs`` the full value of every top-level input that had a write-only part.
+    public, _ = schemas.strip_write_only(schema, validated)
+    assert isinstance(public, dict)
+    secret = {k: v for k, v in validated.items() if k not in public or public[k] != v}
+    return _Prepared(package, version, public, secret)
 
 
 def _insert_task(
@@ -239,8 +267,8 @@ def _insert_task(
         "created_at_ms": now,
         "updated_at_ms": now,
     }
-    task_store.insert_task(conn, task)
-    task_store.append_event(conn, task["id"], now, "status", status="pending", message=f"{operation} requested")
+    # A new task's first event is seq 1: written with the task, without the counter's read-modify-write.
+    task_store.insert_task(conn, task, {"kind": "status", "status": "pending", "message": f"{operation} requested"})
     task["event_seq"] = 1
     return task
 

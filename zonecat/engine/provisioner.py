@@ -18,10 +18,8 @@ by the catalog.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -31,8 +29,9 @@ from zonecat import errors
 from zonecat.clock import now_ms, rfc3339
 from zonecat.domain import bindings, schemas
 from zonecat.domain.entity_types import ENTITY_TYPES
-from zonecat.domain.manifest import Manifest, effective_input_schema, slugify
+from zonecat.domain.manifest import Manifest, slugify
 from zonecat.domain.problems import Problem
+from zonecat.engine.released import RELEASED
 from zonecat.engine.views import entity_href, entity_read
 from zonecat.ids import new_id
 from zonecat.store import entities as entity_store
@@ -47,47 +46,6 @@ log = logging.getLogger("zonecat.task")
 MAX_ATTEMPTS = 10
 BATCH_SECONDS = 0.005  # the longest a batch of steps holds the write lock (SQLite) before it commits
 CHEAP_BINDING_BYTES = 2048
-
-
-class _ReleasedVersions:
-    """Parsed manifests of released versions, by version id (a released version never changes), and their
-    effective input schemas: parsed once per process rather than once per task, and the same schema objects
-    every time, which is what the validator cache keys on first."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._manifests: OrderedDict[str, Manifest] = OrderedDict()
-        self._schemas: dict[int, tuple[Manifest, Row]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, version_id: str) -> Manifest | None:
-        with self._lock:
-            manifest = self._manifests.get(version_id)
-            if manifest is not None:
-                self._manifests.move_to_end(version_id)
-            return manifest
-
-    def put(self, version_id: str, manifest: Manifest) -> None:
-        with self._lock:
-            self._manifests[version_id] = manifest
-            while len(self._manifests) > self.size:
-                _, dropped = self._manifests.popitem(last=False)
-                self._schemas.pop(id(dropped), None)
-
-    def input_schema(self, manifest: Manifest) -> Row:
-        with self._lock:
-            entry = self._schemas.get(id(manifest))
-            if entry is not None and entry[0] is manifest:
-                return entry[1]
-        schema = effective_input_schema(manifest.kind, manifest.inputs_schema)
-        with self._lock:
-            if len(self._schemas) > 2 * self.size:
-                self._schemas.clear()
-            self._schemas[id(manifest)] = (manifest, schema)
-        return schema
-
-
-_RELEASED = _ReleasedVersions()
 
 
 def _cheap(source: str) -> bool:
@@ -168,14 +126,14 @@ class TaskRun:
             install = install_store.install_by_id(conn, self.install_id)
             if install is None:
                 raise errors.NotFound(f"install {self.install_id} vanished")
-            cached = _RELEASED.get(install["version_id"])
+            cached = RELEASED.get(install["version_id"])
             if cached is not None:
                 return install, cached
             version = package_store.find_version(conn, install["package_id"], install["version_id"])
         if version is None:
             raise errors.NotFound(f"package version {install['version_id']} vanished")
         manifest = Manifest.from_raw(version["manifest"])
-        _RELEASED.put(install["version_id"], manifest)
+        RELEASED.put(install["version_id"], manifest)
         return install, manifest
 
     def _create(self) -> None:
@@ -209,14 +167,17 @@ class TaskRun:
                 self.fail_and_roll_back(name, manifest.entities[name].type, exc.message)
                 return
             with self.db.write() as conn:
-                index = self._create_batch(conn, manifest, todo, index, attributes, resolved)
-                ended = index == len(todo) and self._finish_create(conn, manifest, resolved, cheap_only=True)
+                index, events = self._create_batch(conn, manifest, todo, index, attributes, resolved)
+                # The last batch also ends the task when it can: its events and the end share one guarded write.
+                ended = index == len(todo) and self._finish_create(conn, manifest, resolved, True, events)
+                if not ended:
+                    self._journal(conn, now_ms(), *events)
             if ended:
                 self._finished("completed")
                 return
         self._checkpoint()
         with self.db.write() as conn:
-            ended = self._finish_create(conn, manifest, resolved, cheap_only=False)
+            ended = self._finish_create(conn, manifest, resolved, False, [])
         if ended:
             self._finished("completed")
             return
@@ -234,9 +195,10 @@ class TaskRun:
         index: int,
         attributes: Row,
         resolved: dict[str, Any],
-    ) -> int:
+    ) -> tuple[int, list[Row]]:
         """Run steps from ``todo[index]`` (its attributes already evaluated) in ``conn`` while they are cheap and
-        the batch is young; return the index of the first step not run."""
+        the batch is young; return the index of the first step not run, and the events for the caller to journal
+        in ``conn``."""
         now = now_ms()
         deadline = time.monotonic() + BATCH_SECONDS
         events: list[Row] = []
@@ -259,25 +221,24 @@ class TaskRun:
                 attributes = self._entity_attributes(manifest, following, resolved)
             except errors.ZonecatError:
                 break  # evaluated again outside the transaction, where the failure is handled
-        self._journal(conn, now, *events)
-        return index
+        return index, events
 
     def _finish_create(
-        self, conn: sa.Connection, manifest: Manifest, resolved: dict[str, Any], *, cheap_only: bool
+        self, conn: sa.Connection, manifest: Manifest, resolved: dict[str, Any], cheap_only: bool, events: list[Row]
     ) -> bool:
-        """Evaluate the outputs and end the task in ``conn``; False (nothing written) when the output bindings
-        are not cheap (``cheap_only``) or fail."""
+        """Evaluate the outputs and end the task in ``conn``, journaling ``events`` first; False (nothing written,
+        ``events`` included) when the output bindings are not cheap (``cheap_only``) or fail."""
         if cheap_only and manifest.outputs_bindings and not _cheap(manifest.outputs_bindings):
             return False
         try:
             outputs = self._outputs(manifest, resolved)
         except errors.ZonecatError:
             return False
-        self._finish_in(conn, now_ms(), "completed", "active", ("pending",), outputs=outputs)
+        self._finish_in(conn, now_ms(), "completed", "active", ("pending",), events=events, outputs=outputs)
         return True
 
     def _entity_inputs(self, manifest: Manifest, inputs: Row) -> Any:
-        schema = _RELEASED.input_schema(manifest)
+        schema = RELEASED.input_schema(manifest)
         validated, problems = schemas.validate_instance(schema, inputs, "inputs")
         if problems:
             raise errors.ValidationFailed(describe_problems(problems))
@@ -538,12 +499,22 @@ class TaskRun:
         expected: tuple[str, ...],
         **changes: Any,
     ) -> None:
-        """End the task and move its install, in ``conn``."""
+        """End the task and move its install, in ``conn``; ``events`` are journaled before the final status."""
         outputs = changes.pop("outputs", None)
-        self._journal(conn, now, {"kind": "status", "status": task_status, "message": changes.get("error_message")})
-        task_store.update_owned(
-            conn, self.task_id, self.worker_id, now, status=task_status, locked_until_ms=None, **changes
+        events: list[Row] = changes.pop("events", [])
+        final = {"kind": "status", "status": task_status, "message": changes.get("error_message")}
+        # One guarded statement appends the events and ends the task (status, lease) while this worker owns it.
+        ended = task_store.journal(
+            conn,
+            self.task_id,
+            self.worker_id,
+            now,
+            self.lease_ms,
+            [*events, final],
+            {"status": task_status, "locked_until_ms": None, "updated_at_ms": now, **changes},
         )
+        if not ended:
+            raise errors.LeaseLost()
         install_changes: Row = {}
         if outputs is not None:
             install_changes["outputs"] = outputs

@@ -14,7 +14,7 @@ Row = dict[str, Any]
 
 
 def insert_install(conn: sa.Connection, row: Row) -> None:
-    conn.execute(installs.insert().values(**row))
+    conn.execute(installs.insert(), row)
 
 
 def get_install(conn: sa.Connection, zone_id: str, install_id: str) -> Row | None:
@@ -71,7 +71,7 @@ def remember_idempotency(conn: sa.Connection, row: Row) -> None:
             idempotency_keys.c.path == row["path"],
         )
     )
-    conn.execute(idempotency_keys.insert().values(**row))
+    conn.execute(idempotency_keys.insert(), row)
 
 
 def forget_idempotency_before(conn: sa.Connection, cutoff: int) -> int:

@@ -17,8 +17,17 @@ from zonecat.store.schema import UNFINISHED, task_events, tasks
 Row = dict[str, Any]
 
 
-def insert_task(conn: sa.Connection, row: Row) -> None:
-    conn.execute(tasks.insert().values(**row))
+def insert_task(conn: sa.Connection, row: Row, first_event: Row | None = None) -> None:
+    """Insert a task; with ``first_event`` (its kind and event columns), that event too, as seq 1."""
+    if first_event is None:
+        conn.execute(tasks.insert(), row)
+        return
+    conn.execute(tasks.insert(), {**row, "event_seq": 1})
+    event = {name: first_event.get(name) for name in _EVENT_COLUMNS}
+    conn.execute(
+        task_events.insert(),
+        {"task_id": row["id"], "seq": 1, "created_at_ms": row["created_at_ms"], "kind": first_event["kind"], **event},
+    )
 
 
 def get_task(conn: sa.Connection, zone_id: str, task_id: str) -> Row | None:
@@ -67,58 +76,88 @@ def list_tasks(
     return fetch_page(conn, tasks, where, request)
 
 
-def claim(conn: sa.Connection, worker_id: str, now: int, lease_ms: int) -> Row | None:
+_DUE = sa.and_(
+    UNFINISHED,  # lets SQLite search the partial index ix_tasks_due instead of scanning every task ever run
+    sa.or_(
+        sa.and_(tasks.c.status == "pending", tasks.c.run_after_ms <= sa.bindparam("now")),
+        sa.and_(tasks.c.status == "running", tasks.c.locked_until_ms < sa.bindparam("now")),
+    ),
+)
+# Built once, with bound parameters: every claim runs them.
+_CANDIDATE = (
+    sa.select(tasks.c.id, tasks.c.status, tasks.c.locked_by, tasks.c.locked_until_ms)
+    .where(_DUE)
+    .order_by(tasks.c.run_after_ms, tasks.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+
+
+def _take(lease_was_null: bool, reserve_event: bool) -> sa.Update:
+    lease_guard = (
+        tasks.c.locked_until_ms.is_(None) if lease_was_null else tasks.c.locked_until_ms == sa.bindparam("lease_was")
+    )
+    values: dict[str, Any] = {
+        "status": "running",
+        "locked_by": sa.bindparam("worker"),
+        "locked_until_ms": sa.bindparam("lease_until"),
+        "attempts": tasks.c.attempts + 1,
+        "updated_at_ms": sa.bindparam("at"),
+    }
+    if reserve_event:
+        values["event_seq"] = tasks.c.event_seq + 1
+    return (
+        tasks.update()
+        .where(tasks.c.id == sa.bindparam("task_id"), tasks.c.status == sa.bindparam("status_was"), lease_guard)
+        .values(**values)
+        .returning(*tasks.c)
+    )
+
+
+_TAKE = {(null, reserve): _take(null, reserve) for null in (True, False) for reserve in (True, False)}
+
+
+def claim(conn: sa.Connection, worker_id: str, now: int, lease_ms: int, reserve_event: bool = False) -> Row | None:
     """Take the oldest due task: pending, or running with an expired lease (its worker died).
 
     On PostgreSQL the select locks the row it returns and skips rows other workers are claiming
     (``FOR UPDATE SKIP LOCKED``); on SQLite the surrounding ``BEGIN IMMEDIATE`` serialises claimers. The update is
     guarded by the status *and* the lease that were read, so even without the row lock one task could never be
     handed to two workers (a re-check of ``status = 'running'`` alone would let two claimers take over one
-    expired lease).
+    expired lease). It returns the claimed row itself (``RETURNING``). With ``reserve_event`` it also reserves the
+    task's next event number, returned as ``event_seq``, for the caller's ``insert_event``.
     """
-    due = sa.and_(
-        UNFINISHED,  # lets SQLite search the partial index ix_tasks_due instead of scanning every task ever run
-        sa.or_(
-            sa.and_(tasks.c.status == "pending", tasks.c.run_after_ms <= now),
-            sa.and_(tasks.c.status == "running", tasks.c.locked_until_ms < now),
-        ),
-    )
-    candidate = (
-        sa.select(tasks.c.id, tasks.c.status, tasks.c.locked_by, tasks.c.locked_until_ms)
-        .where(due)
-        .order_by(tasks.c.run_after_ms, tasks.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    found = conn.execute(candidate).first()
+    found = conn.execute(_CANDIDATE, {"now": now}).first()
     if found is None:
         return None
-    result = conn.execute(
-        tasks.update()
-        .where(
-            tasks.c.id == found.id,
-            tasks.c.status == found.status,
-            tasks.c.locked_until_ms.is_(None)
-            if found.locked_until_ms is None
-            else tasks.c.locked_until_ms == found.locked_until_ms,
-        )
-        .values(
-            status="running",
-            locked_by=worker_id,
-            locked_until_ms=now + lease_ms,
-            attempts=tasks.c.attempts + 1,
-            updated_at_ms=now,
-        )
-    )
-    if result.rowcount != 1:
+    params = {
+        "task_id": found.id,
+        "status_was": found.status,
+        "lease_was": found.locked_until_ms,
+        "worker": worker_id,
+        "lease_until": now + lease_ms,
+        "at": now,
+    }
+    if found.locked_until_ms is None:
+        del params["lease_was"]
+    taken = conn.execute(_TAKE[(found.locked_until_ms is None, reserve_event)], params).first()
+    if taken is None:
         return None
-    row = task_by_id(conn, found.id)
-    if row is not None:
-        row["previous_status"] = found.status
-        row["previous_owner"] = found.locked_by
-        # 0: the previous owner gave the task back (graceful stop); else its lease ran out (it died).
-        row["previous_released"] = found.status == "running" and found.locked_until_ms == 0
+    row = dict(taken._mapping)
+    row["previous_status"] = found.status
+    row["previous_owner"] = found.locked_by
+    # 0: the previous owner gave the task back (graceful stop); else its lease ran out (it died).
+    row["previous_released"] = found.status == "running" and found.locked_until_ms == 0
     return row
+
+
+def insert_event(conn: sa.Connection, task_id: str, seq: int, now: int, kind: str, **fields: Any) -> None:
+    """Insert one event under a number already reserved on the task row (``claim(reserve_event=True)``)."""
+    unknown = set(fields) - set(_EVENT_COLUMNS)
+    if unknown:
+        raise TypeError(f"unknown event fields: {sorted(unknown)}")
+    row = {name: fields.get(name) for name in _EVENT_COLUMNS}
+    conn.execute(task_events.insert(), {"task_id": task_id, "seq": seq, "created_at_ms": now, "kind": kind, **row})
 
 
 # Built once: the lease is renewed on every entity step, so the statement is reused rather than rebuilt.
@@ -216,15 +255,25 @@ _GUARD_AND_RESERVE = (
 
 
 def journal(
-    conn: sa.Connection, task_id: str, worker_id: str, now: int, lease_ms: int, events: list[dict[str, Any]]
+    conn: sa.Connection,
+    task_id: str,
+    worker_id: str,
+    now: int,
+    lease_ms: int,
+    events: list[dict[str, Any]],
+    changes: Row | None = None,
 ) -> bool:
-    """Renew the lease and append ``events`` (each with a ``kind``) in one guarded statement plus one insert.
+    """Renew the lease and append ``events`` (each with a ``kind``) in one guarded statement plus one insert;
+    ``changes`` are more task columns for the same guarded update (the end of a task: status, no lease).
 
     False, and nothing written, when ``worker_id`` no longer owns the running task. This is the write every entity
     step makes inside its own transaction, so it is kept to two statements.
     """
     params = {"task_id": task_id, "worker_id": worker_id, "until": now + lease_ms, "count": len(events)}
-    last = conn.execute(_GUARD_AND_RESERVE, params).scalar()
+    statement = _GUARD_AND_RESERVE
+    if changes:
+        statement = statement.values(**changes)  # overrides the lease renewal where ``changes`` names it
+    last = conn.execute(statement, params).scalar()
     if last is None:
         return False
     if events:

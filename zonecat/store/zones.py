@@ -25,7 +25,7 @@ Row = dict[str, Any]
 
 
 def insert_zone(conn: sa.Connection, row: Row) -> None:
-    conn.execute(zones.insert().values(**row))
+    conn.execute(zones.insert(), row)
 
 
 def get_zone(conn: sa.Connection, organization_id: str, zone_id: str) -> Row | None:
@@ -76,7 +76,7 @@ def live_install_count(conn: sa.Connection, zone_id: str) -> int:
 
 
 def insert_token(conn: sa.Connection, row: Row) -> None:
-    conn.execute(tokens.insert().values(**row))
+    conn.execute(tokens.insert(), row)
 
 
 def token_by_hash(conn: sa.Connection, token_hash: str) -> Row | None:

@@ -96,7 +96,7 @@ class Worker:
         """Claim one due task and run it; False when nothing was due."""
         now = now_ms()
         with self.db.write() as conn:
-            task = task_store.claim(conn, self.worker_id, now, self.lease_ms)
+            task = task_store.claim(conn, self.worker_id, now, self.lease_ms, reserve_event=True)
             if task is None:
                 return False
             resumed = task.pop("previous_status") == "running"
@@ -107,7 +107,9 @@ class Worker:
                 if resumed
                 else f"claimed by {self.worker_id}"
             )
-            task_store.append_event(conn, task["id"], now, "status", status="running", message=message)
+            task_store.insert_event(
+                conn, task["id"], task["event_seq"], now, "status", status="running", message=message
+            )
         log.info(
             "task running",
             extra={"task_id": task["id"], "operation": task["operation"], "resumed": resumed, "zone": task["zone_id"]},
