@@ -23,8 +23,11 @@ def get_install(conn: sa.Connection, zone_id: str, install_id: str) -> Row | Non
     return dict(found._mapping) if found else None
 
 
+_BY_ID = sa.select(installs).where(installs.c.id == sa.bindparam("install_id"))
+
+
 def install_by_id(conn: sa.Connection, install_id: str) -> Row | None:
-    found = conn.execute(sa.select(installs).where(installs.c.id == install_id)).first()
+    found = conn.execute(_BY_ID, {"install_id": install_id}).first()
     return dict(found._mapping) if found else None
 
 
@@ -39,12 +42,37 @@ def move_install(
     conn: sa.Connection, install_id: str, expected: tuple[str, ...], status: str, now: int, **changes: Any
 ) -> bool:
     """Guarded status write: only while the install is in one of ``expected``. False if it was not."""
-    result = conn.execute(
-        installs.update()
-        .where(installs.c.id == install_id, installs.c.status.in_(expected))
-        .values(status=status, updated_at_ms=now, **changes)
-    )
+    params = {f"set_{key}": value for key, value in changes.items()}
+    params.update({f"expected_{index}": value for index, value in enumerate(expected)})
+    params.update({"install_id": install_id, "new_status": status, "at": now})
+    result = conn.execute(_move_statement(len(expected), tuple(sorted(changes))), params)
     return result.rowcount == 1
+
+
+_MOVES: dict[tuple[int, tuple[str, ...]], sa.Update] = {}
+
+
+def _move_statement(expected: int, keys: tuple[str, ...]) -> sa.Update:
+    """The guarded UPDATE of ``move_install`` for one shape of call, built once (every task ends with one)."""
+    statement = _MOVES.get((expected, keys))
+    if statement is None:
+        unknown = set(keys) - set(installs.c.keys())
+        if unknown:
+            raise TypeError(f"installs has no columns {sorted(unknown)}")
+        statement = (
+            installs.update()
+            .where(
+                installs.c.id == sa.bindparam("install_id"),
+                installs.c.status.in_([sa.bindparam(f"expected_{index}") for index in range(expected)]),
+            )
+            .values(
+                status=sa.bindparam("new_status"),
+                updated_at_ms=sa.bindparam("at"),
+                **{key: sa.bindparam(f"set_{key}", type_=installs.c[key].type) for key in keys},
+            )
+        )
+        _MOVES[(expected, keys)] = statement
+    return statement
 
 
 def find_idempotency(
