@@ -114,7 +114,12 @@ class DirectReads:
     def pooled(self) -> Iterator[DirectReader]:
         """A snapshot on a connection of the engine's pool (any thread): SQLite's WAL snapshot, or on PostgreSQL a
         ``REPEATABLE READ READ ONLY`` transaction, as ``Database.read`` gives."""
-        connection = self._engine.raw_connection()
+        dbapi_error = self._engine.dialect.loaded_dbapi.Error
+        try:
+            connection = self._engine.raw_connection()
+        except dbapi_error as exc:
+            # The pool hands out the driver's own error when it cannot connect: wrap it as every query's is.
+            raise self._wrapped(exc) from exc
         try:
             cursor = connection.cursor()
             try:
@@ -124,19 +129,25 @@ class DirectReads:
                     # psycopg has begun a transaction implicitly; this must be its first statement.
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 yield DirectReader(cursor, sqlite=self._is_sqlite)
-            except self._engine.dialect.loaded_dbapi.Error as exc:
+            except dbapi_error as exc:
                 # Driver errors reach callers as SQLAlchemy's, like every other query's (a lost PostgreSQL is a 503).
                 if self._engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor):
                     connection.invalidate(exc)
-                raise sa.exc.DBAPIError.instance(
-                    "direct read", None, exc, self._engine.dialect.loaded_dbapi.Error, hide_parameters=True
-                ) from exc
+                raise self._wrapped(exc) from exc
             finally:
                 cursor.close()
             if connection.is_valid:
                 connection.rollback()  # read-only: ending it either way is the same
+        except dbapi_error as exc:  # from cursor(), close() or rollback() on a connection that just broke
+            connection.invalidate(exc)
+            raise self._wrapped(exc) from exc
         finally:
             connection.close()
+
+    def _wrapped(self, exc: Exception) -> sa.exc.StatementError:
+        return sa.exc.DBAPIError.instance(
+            "direct read", None, exc, self._engine.dialect.loaded_dbapi.Error, hide_parameters=True
+        )
 
     def close(self) -> None:
         with self._lock:
