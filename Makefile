@@ -10,7 +10,7 @@ help:
 	@echo "make run    - start zonecat on http://127.0.0.1:8080 (SQLite in ./.zonecat, shipped catalog)"
 	@echo "make test   - lint, type checks and the whole test suite"
 	@echo "make check  - lint and type checks only"
-	@echo "make bench  - benchmarks B1-B8 with targets (writes bench/results/latest.json; ~20 min)"
+	@echo "make bench  - benchmarks B1-B8 with targets (writes bench/results/latest.json; ~10 min)"
 	@echo "make bench-quick - the same, smaller (a few minutes)"
 	@echo "make crash  - the long crash campaign: 200 SIGKILLs during installs and deletes (SEED=n to replay)"
 	@echo "make fuzz   - the long API fuzzing campaign: 2,000 schemathesis cases (EXAMPLES=n, SEED=n to replay)"

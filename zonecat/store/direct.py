@@ -74,7 +74,7 @@ class DirectReads:
 
     @contextlib.contextmanager
     def on_loop(self) -> Iterator[DirectReader]:
-        """A snapshot on the calling (event-loop) thread's own SQLite connection, which never waits for a lock.
+        """A snapshot on an SQLite connection kept for event loops, which never waits for a lock.
 
         Raises ``WouldWait`` instead of waiting. The block must not await."""
         assert self._sqlite_path is not None
@@ -92,9 +92,8 @@ class DirectReads:
         finally:
             self._idle.append(connection)
 
-    @staticmethod
     @contextlib.contextmanager
-    def _snapshot(connection: sqlite3.Connection) -> Iterator[DirectReader]:
+    def _snapshot(self, connection: sqlite3.Connection) -> Iterator[DirectReader]:
         cursor = connection.cursor()
         try:
             cursor.execute("BEGIN")
@@ -105,7 +104,7 @@ class DirectReads:
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise WouldWait(str(exc)) from exc
-            raise
+            raise self._wrapped(exc) from exc
         finally:
             cursor.execute("COMMIT")
             cursor.close()
