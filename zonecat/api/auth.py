@@ -49,8 +49,9 @@ def principal_of(request: Request, token_hash: str, reader: DirectReader) -> Pri
         read_only=bool(row["read_only"]),
         admin=bool(row["admin"]),
     )
-    request.state.token_id = principal.token_id
-    app_context(request).limiter.take(principal.token_id)
+    if getattr(request.state, "token_id", None) is None:  # once per request, even if its read is run again
+        request.state.token_id = principal.token_id
+        app_context(request).limiter.take(principal.token_id)
     return principal
 
 

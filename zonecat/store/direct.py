@@ -25,15 +25,17 @@ Row = dict[str, Any]
 
 
 class WouldWait(Exception):
-    """The on-loop SQLite connection met a lock it must not wait for: run the read in a thread instead."""
+    """Not on the event loop after all: the on-loop SQLite connection met a lock it must not wait for, or the work
+    found it has more to do than a loop may (a large task's links). The caller runs it again in a thread."""
 
 
 class DirectReader:
     """One read-only transaction on a driver connection. SQL uses ``?`` placeholders on every database."""
 
-    def __init__(self, cursor: Any, *, sqlite: bool) -> None:
+    def __init__(self, cursor: Any, *, sqlite: bool, on_loop: bool = False) -> None:
         self._cursor = cursor
         self.sqlite = sqlite
+        self.on_loop = on_loop  # work that turns out large raises WouldWait to move to a thread
 
     def _run(self, sql: str, params: Sequence[Any]) -> Any:
         if not self.sqlite:
@@ -100,7 +102,7 @@ class DirectReads:
         except sqlite3.OperationalError as exc:
             raise WouldWait(str(exc)) from exc
         try:
-            yield DirectReader(cursor, sqlite=True)
+            yield DirectReader(cursor, sqlite=True, on_loop=True)
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise WouldWait(str(exc)) from exc

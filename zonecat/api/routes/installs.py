@@ -26,12 +26,14 @@ from zonecat.store import hot
 from zonecat.store import installs as install_store
 from zonecat.store import packages as package_store
 from zonecat.store import tasks as task_store
-from zonecat.store.direct import DirectReader
+from zonecat.store.direct import DirectReader, WouldWait
 
 router = APIRouter(tags=["installs"])
 
 # ``?redirect=`` of a task read: the accepted spellings and what each means.
 _SEQ = {"type": "string", "pattern": "^[0-9]{1,9}$"}
+# A task with more events than this is rendered in a thread, not on the event loop (about 2 events per entity).
+_LOOP_EVENTS = 200
 _REDIRECT_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -95,6 +97,9 @@ async def get_task(request: Request) -> Response:
         if _REDIRECT_FLAGS[flag] and row["status"] == "completed":
             location = absolute_url(request, f"/zones/{zone_id}/installs/{row['install_id']}")
             return RedirectResponse(location, status_code=303)
+        if reader.on_loop and row["event_seq"] > _LOOP_EVENTS:
+            # Its links are too many to read and render on the event loop (a 10,000-entity task's are ~2 MB).
+            raise WouldWait(f"task {task_id} has {row['event_seq']} events")
         return JSONResponse(views.task_view(None, row, hot.step_outcomes(reader, task_id)))
 
     return await read_direct(app_context(request), work)
