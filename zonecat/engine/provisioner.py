@@ -497,11 +497,11 @@ class TaskRun:
         task_status: str,
         install_status: str,
         expected: tuple[str, ...],
+        events: list[Row] | None = None,
         **changes: Any,
     ) -> None:
         """End the task and move its install, in ``conn``; ``events`` are journaled before the final status."""
         outputs = changes.pop("outputs", None)
-        events: list[Row] = changes.pop("events", [])
         final = {"kind": "status", "status": task_status, "message": changes.get("error_message")}
         # One guarded statement appends the events and ends the task (status, lease) while this worker owns it.
         ended = task_store.journal(
@@ -510,7 +510,7 @@ class TaskRun:
             self.worker_id,
             now,
             self.lease_ms,
-            [*events, final],
+            [*(events or []), final],
             {"status": task_status, "locked_until_ms": None, "updated_at_ms": now, **changes},
         )
         if not ended:

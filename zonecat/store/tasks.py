@@ -23,11 +23,8 @@ def insert_task(conn: sa.Connection, row: Row, first_event: Row | None = None) -
         conn.execute(tasks.insert(), row)
         return
     conn.execute(tasks.insert(), {**row, "event_seq": 1})
-    event = {name: first_event.get(name) for name in _EVENT_COLUMNS}
-    conn.execute(
-        task_events.insert(),
-        {"task_id": row["id"], "seq": 1, "created_at_ms": row["created_at_ms"], "kind": first_event["kind"], **event},
-    )
+    fields = {key: value for key, value in first_event.items() if key != "kind"}
+    insert_event(conn, row["id"], 1, row["created_at_ms"], first_event["kind"], **fields)
 
 
 def get_task(conn: sa.Connection, zone_id: str, task_id: str) -> Row | None:
@@ -152,7 +149,8 @@ def claim(conn: sa.Connection, worker_id: str, now: int, lease_ms: int, reserve_
 
 
 def insert_event(conn: sa.Connection, task_id: str, seq: int, now: int, kind: str, **fields: Any) -> None:
-    """Insert one event under a number already reserved on the task row (``claim(reserve_event=True)``)."""
+    """Insert one event under a number already reserved on the task row (``claim(reserve_event=True)``, a new
+    task's seq 1, ``append_event``)."""
     unknown = set(fields) - set(_EVENT_COLUMNS)
     if unknown:
         raise TypeError(f"unknown event fields: {sorted(unknown)}")
@@ -234,11 +232,10 @@ def update_owned(conn: sa.Connection, task_id: str, worker_id: str, now: int, **
 def append_event(conn: sa.Connection, task_id: str, now: int, kind: str, **fields: Any) -> int:
     """Append one event; its ``seq`` is the task's next (the task row's counter serialises writers)."""
     unknown = set(fields) - set(_EVENT_COLUMNS)
-    if unknown:
+    if unknown:  # checked before the counter moves
         raise TypeError(f"unknown event fields: {sorted(unknown)}")
     seq = int(conn.execute(_NEXT_SEQ, {"task_id": task_id}).scalar_one())
-    row = {name: fields.get(name) for name in _EVENT_COLUMNS}
-    conn.execute(task_events.insert(), {"task_id": task_id, "seq": seq, "created_at_ms": now, "kind": kind, **row})
+    insert_event(conn, task_id, seq, now, kind, **fields)
     return seq
 
 
