@@ -9,23 +9,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
-from zonecat.store.schema import entities, entity_uses
+from zonecat.store.schema import entities, entity_uses, insert_row
 
 Row = dict[str, Any]
 
 
-def _insert(conn: sa.Connection, table: sa.Table, row: Row) -> None:
-    # Parameters rather than ``.values(**row)``: the compiled INSERT is cached and reused on every entity step.
-    # Unlike ``.values()``, parameters silently ignore unknown keys, so they are refused here.
-    unknown = set(row) - set(table.c.keys())
-    if unknown:
-        raise TypeError(f"{table.name} has no columns {sorted(unknown)}")
-    conn.execute(table.insert(), row)
-
-
 def insert_entity(conn: sa.Connection, row: Row) -> None:
     """Insert; raises ``sqlalchemy.exc.IntegrityError`` when the natural key is taken."""
-    _insert(conn, entities, row)
+    insert_row(conn, entities, row)
 
 
 def insert_entity_if_absent(conn: sa.Connection, row: Row) -> bool:
@@ -105,7 +96,7 @@ def delete_entity(conn: sa.Connection, entity_id: str) -> None:
 
 
 def insert_use(conn: sa.Connection, row: Row) -> None:
-    _insert(conn, entity_uses, row)
+    insert_row(conn, entity_uses, row)
 
 
 def use_of(conn: sa.Connection, install_id: str, local_name: str) -> Row | None:

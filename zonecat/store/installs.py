@@ -8,13 +8,13 @@ import sqlalchemy as sa
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
-from zonecat.store.schema import idempotency_keys, installs
+from zonecat.store.schema import idempotency_keys, insert_row, installs
 
 Row = dict[str, Any]
 
 
 def insert_install(conn: sa.Connection, row: Row) -> None:
-    conn.execute(installs.insert(), row)
+    insert_row(conn, installs, row)
 
 
 def get_install(conn: sa.Connection, zone_id: str, install_id: str) -> Row | None:
@@ -99,7 +99,7 @@ def remember_idempotency(conn: sa.Connection, row: Row) -> None:
             idempotency_keys.c.path == row["path"],
         )
     )
-    conn.execute(idempotency_keys.insert(), row)
+    insert_row(conn, idempotency_keys, row)
 
 
 def forget_idempotency_before(conn: sa.Connection, cutoff: int) -> int:

@@ -8,14 +8,14 @@ import sqlalchemy as sa
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
-from zonecat.store.schema import installs, package_versions, packages
+from zonecat.store.schema import insert_row, installs, package_versions, packages
 
 Row = dict[str, Any]
 GLOBAL = ""
 
 
 def insert_package(conn: sa.Connection, row: Row) -> None:
-    conn.execute(packages.insert(), row)
+    insert_row(conn, packages, row)
 
 
 def _visible(organization_id: str, zone_id: str) -> list[sa.ColumnElement[bool]]:
@@ -144,7 +144,7 @@ def live_installs_of(conn: sa.Connection, package_id: str) -> int:
 
 
 def insert_version(conn: sa.Connection, row: Row) -> None:
-    conn.execute(package_versions.insert(), row)
+    insert_row(conn, package_versions, row)
 
 
 def next_version_number(conn: sa.Connection, package_id: str) -> int:

@@ -201,3 +201,12 @@ idempotency_keys = sa.Table(
     sa.Column("task_id", sa.String(26), nullable=False),
     sa.Column("created_at_ms", sa.BigInteger, nullable=False),
 )
+
+
+def insert_row(conn: sa.Connection, table: sa.Table, row: dict[str, object]) -> None:
+    """Insert ``row`` into ``table``. Parameters rather than ``.values(**row)``: the compiled INSERT is cached and
+    reused. Unlike ``.values()``, parameters silently ignore unknown keys, so those are refused here."""
+    unknown = set(row) - set(table.c.keys())
+    if unknown:
+        raise TypeError(f"{table.name} has no columns {sorted(unknown)}")
+    conn.execute(table.insert(), row)

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
-from zonecat.store.schema import UNFINISHED, task_events, tasks
+from zonecat.store.schema import UNFINISHED, insert_row, task_events, tasks
 
 Row = dict[str, Any]
 
@@ -20,9 +20,9 @@ Row = dict[str, Any]
 def insert_task(conn: sa.Connection, row: Row, first_event: Row | None = None) -> None:
     """Insert a task; with ``first_event`` (its kind and event columns), that event too, as seq 1."""
     if first_event is None:
-        conn.execute(tasks.insert(), row)
+        insert_row(conn, tasks, row)
         return
-    conn.execute(tasks.insert(), {**row, "event_seq": 1})
+    insert_row(conn, tasks, {**row, "event_seq": 1})
     fields = {key: value for key, value in first_event.items() if key != "kind"}
     insert_event(conn, row["id"], 1, row["created_at_ms"], first_event["kind"], **fields)
 

@@ -12,6 +12,7 @@ from zonecat.store.schema import (
     entities,
     entity_uses,
     idempotency_keys,
+    insert_row,
     installs,
     package_versions,
     packages,
@@ -25,7 +26,7 @@ Row = dict[str, Any]
 
 
 def insert_zone(conn: sa.Connection, row: Row) -> None:
-    conn.execute(zones.insert(), row)
+    insert_row(conn, zones, row)
 
 
 def get_zone(conn: sa.Connection, organization_id: str, zone_id: str) -> Row | None:
@@ -76,7 +77,7 @@ def live_install_count(conn: sa.Connection, zone_id: str) -> int:
 
 
 def insert_token(conn: sa.Connection, row: Row) -> None:
-    conn.execute(tokens.insert(), row)
+    insert_row(conn, tokens, row)
 
 
 def token_by_hash(conn: sa.Connection, token_hash: str) -> Row | None:
