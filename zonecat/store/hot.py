@@ -7,21 +7,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from zonecat.store.direct import DirectReader, Row
+import sqlalchemy as sa
 
-_TOKEN = (
-    "SELECT id, organization_id, name, token_hash, zones, read_only, admin, created_at_ms, revoked_at_ms "
-    "FROM tokens WHERE token_hash = ?"
-)
-_ZONE = (
-    "SELECT id, organization_id, name, description, created_at_ms, updated_at_ms "
-    "FROM zones WHERE organization_id = ? AND id = ?"
-)
-_TASK = (
-    "SELECT id, organization_id, zone_id, install_id, operation, status, phase, error_message, warnings, "
-    "package_id, package_slug, package_version, run_after_ms, locked_by, locked_until_ms, attempts, event_seq, "
-    "created_at_ms, updated_at_ms FROM tasks WHERE zone_id = ? AND id = ?"
-)
+from zonecat.store.direct import DirectReader, Row
+from zonecat.store.schema import tasks, tokens, zones
+
+
+def _select_all(table: sa.Table, where: str) -> str:
+    # Every column, named from the table's metadata: the rows match what ``sa.select(table)`` returns.
+    return f"SELECT {', '.join(table.c.keys())} FROM {table.name} WHERE {where}"
+
+
+_TOKEN = _select_all(tokens, "token_hash = ?")
+_ZONE = _select_all(zones, "organization_id = ? AND id = ?")
+_TASK = _select_all(tasks, "zone_id = ? AND id = ?")
 _STEP_OUTCOMES = (
     "SELECT local_name, entity_type, action, href FROM task_events "
     "WHERE task_id = ? AND kind = 'step_done' ORDER BY seq"
