@@ -302,7 +302,9 @@ def test_graceful_stop_hands_the_task_back_at_once(tmp_path: Path) -> None:
     server = Server(data_dir, env={**LEASE_ENV, "ZONECAT_LEASE_SECONDS": "120"})
     server.start()
     try:
-        count = 200
+        # Enough entities that the steps left after the 30th cannot all run before the SIGTERM lands (at ~1.5 ms
+        # an entity, 200 could, on a loaded machine, and the task then completed instead of being handed back).
+        count = 1000
         zone = server.new_zone()
         with server.client() as http:
             package_id = release(http, zone, chain_manifest("Graceful", count))
@@ -315,6 +317,8 @@ def test_graceful_stop_hands_the_task_back_at_once(tmp_path: Path) -> None:
         deadline = time.monotonic() + 5
         with server.client() as http:
             while not resumed(reader.refresh(http)):
+                finished = [e for e in reader.events if e["kind"] == "status" and e["status"] == "completed"]
+                assert not finished, "the task completed before the SIGTERM: too fast to interrupt"
                 assert time.monotonic() < deadline, "the task was not handed back: it waits for its lease to expire"
                 time.sleep(0.05)
         final = server.wait_task(zone, task_id, timeout=30)
