@@ -66,7 +66,7 @@ def test_a_killed_worker_process_is_restarted_and_its_task_resumed(tmp_path: Pat
     try:
         zone = server.new_zone()
         with server.client() as http:
-            package_id = release(http, zone, chain_manifest("restart-chain", 150))
+            package_id = release(http, zone, chain_manifest("restart-chain", 1000))
         first = worker_pid(server)
         task_id = install(server, zone, package_id)
         reader = EventReader(zone, task_id)
@@ -80,7 +80,7 @@ def test_a_killed_worker_process_is_restarted_and_its_task_resumed(tmp_path: Pat
         with server.client() as http:
             reader.refresh(http)
         assert any("resumed" in (e["message"] or "") for e in reader.events if e["kind"] == "status")
-        assert reader.count("created") == 150  # every entity exactly once, across both processes
+        assert reader.count("created") == 1000  # every entity exactly once, across both processes
         # and the restarted worker takes new work as usual
         assert server.wait_task(zone, install(server, zone, release_small(server, zone)))["status"] == "completed"
     finally:
