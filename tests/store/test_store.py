@@ -6,9 +6,11 @@ import threading
 import time
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
+from zonecat.domain import workers
 from zonecat.domain.paging import PageRequest
 from zonecat.ids import new_id
 from zonecat.store import entities as entity_store
@@ -17,7 +19,7 @@ from zonecat.store import installs as install_store
 from zonecat.store import packages as package_store
 from zonecat.store import tasks as task_store
 from zonecat.store import zones as zone_store
-from zonecat.store.database import Database
+from zonecat.store.database import PING_AFTER_IDLE_SECONDS, Database
 
 ORG = "default"
 
@@ -232,6 +234,22 @@ def test_claim_takes_due_tasks_in_order_and_reclaims_expired_leases(db: Database
     assert resumed["attempts"] == 2
 
 
+def test_next_due_is_the_earliest_pending_run_or_lease_expiry(db: Database) -> None:
+    zone_id = zone(db)
+    with db.read_statement() as conn:
+        assert task_store.next_due_ms(conn) is None
+    with db.write() as conn:
+        task_store.insert_task(conn, task_row(zone_id, new_id("ins"), run_after=500))
+        task_store.insert_task(conn, task_row(zone_id, new_id("ins"), run_after=5, status="completed"))
+        task_store.insert_task(conn, task_row(zone_id, new_id("ins"), run_after=300))
+    with db.read_statement() as conn:
+        assert task_store.next_due_ms(conn) == 300
+    with db.write() as conn:
+        assert task_store.claim(conn, "w1", now=400, lease_ms=50) is not None  # the 300 one, leased until 450
+    with db.read_statement() as conn:
+        assert task_store.next_due_ms(conn) == 450
+
+
 def test_lease_guard_refuses_a_worker_that_lost_its_task(db: Database) -> None:
     zone_id = zone(db)
     row = task_row(zone_id, new_id("ins"))
@@ -245,6 +263,52 @@ def test_lease_guard_refuses_a_worker_that_lost_its_task(db: Database) -> None:
         assert task_store.release_lease(conn, row["id"], "w2")
         released = task_store.claim(conn, "w3", now=22, lease_ms=10)
     assert released is not None and released["locked_by"] == "w3"
+
+
+def test_an_announced_claim_writes_its_running_event_in_the_same_step(db: Database) -> None:
+    zone_id = zone(db)
+    first, second = task_row(zone_id, new_id("ins"), run_after=1), task_row(zone_id, new_id("ins"), run_after=2)
+    with db.write() as conn:
+        task_store.insert_task(conn, first, {"kind": "status", "status": "pending", "message": "create requested"})
+        task_store.insert_task(conn, second)
+    claims = []
+    for worker_id, now, lease in (("w1", 10, 50), ("w2", 11, 1000), ("w3", 100, 50), ("w4", 101, 50), ("w5", 102, 50)):
+        if worker_id == "w4":
+            with db.write() as conn:
+                assert task_store.release_lease(conn, first["id"], "w3")
+        with db.write_statement() as conn:
+            claims.append(task_store.claim_announced(conn, worker_id, now, lease_ms=lease))
+    one, two, expired, released, nothing = claims
+    assert nothing is None
+    assert one is not None and two is not None and expired is not None and released is not None
+    assert [c["id"] for c in (one, two, expired, released)] == [first["id"], second["id"], first["id"], first["id"]]
+    assert (one["previous_status"], one["previous_owner"], one["previous_released"]) == ("pending", None, False)
+    assert (expired["previous_status"], expired["previous_owner"], expired["previous_released"]) == (
+        "running",
+        "w1",
+        False,
+    )
+    assert (released["previous_owner"], released["previous_released"]) == ("w3", True)
+    assert (released["status"], released["locked_by"], released["locked_until_ms"]) == ("running", "w4", 151)
+    assert [c["attempts"] for c in (one, expired, released)] == [1, 2, 3]
+    with db.read() as conn:
+        events = task_store.list_events(conn, first["id"], 0, 10)
+        assert task_store.list_events(conn, second["id"], 0, 10)[0]["message"] == "claimed by w2"
+    # Seq 1 was the pending event; each claim reserved the next number for its running event.
+    assert [(e["seq"], e["kind"], e["status"], e["created_at_ms"]) for e in events] == [
+        (1, "status", "pending", first["created_at_ms"]),
+        (2, "status", "running", 10),
+        (3, "status", "running", 100),
+        (4, "status", "running", 101),
+    ]
+    assert [e["message"] for e in events[1:]] == [
+        workers.claim_message("w1", "pending", None, False, 1),
+        workers.claim_message("w3", "running", "w1", False, 2),
+        workers.claim_message("w4", "running", "w3", True, 3),
+    ]
+    assert events[2]["message"] == "resumed by w3 after w1 let its lease expire (attempt 2)"
+    assert events[3]["message"] == "resumed by w4 after w3 released it (attempt 3)"
+    assert released["event_seq"] == 4
 
 
 def test_events_are_numbered_in_order(db: Database) -> None:
@@ -616,3 +680,46 @@ def test_direct_reads_see_one_snapshot(db: Database) -> None:
 def _rename_zone(db: Database, zone_id: str) -> None:
     with db.write() as conn:
         conn.execute(sa.text("UPDATE zones SET name = 'renamed' WHERE id = :id"), {"id": zone_id})
+
+
+def test_a_one_statement_direct_read_and_a_failed_one_leave_the_connection_reusable(db: Database) -> None:
+    zone_id = zone(db)
+    with db.direct.pooled(snapshot=False) as reader:
+        found = hot.get_zone(reader, ORG, zone_id)
+        assert found is not None and found["id"] == zone_id
+    with pytest.raises(sa.exc.DBAPIError), db.direct.pooled() as reader:
+        reader.one("SELECT no_such_column FROM zones WHERE id = ?", [zone_id])
+    # The failed snapshot was ended; the pool's connections still read (and write) normally.
+    for _ in range(3):
+        with db.direct.pooled() as reader:
+            assert hot.get_zone(reader, ORG, zone_id) is not None
+        with db.direct.pooled(snapshot=False) as reader:
+            assert hot.get_zone(reader, ORG, zone_id) is not None
+    _rename_zone(db, zone_id)
+    with db.read() as conn:
+        assert zone_store.get_zone(conn, ORG, zone_id)["name"] == "renamed"  # type: ignore[index]
+
+
+def test_an_idle_connection_that_died_is_replaced_at_checkout(db: Database) -> None:
+    cut: set[int] = set()
+    if not db.is_sqlite:  # a SQLite connection has no other side to cut: there the reads below just work
+        with db.read() as conn, db.direct.pooled() as reader:  # two pooled connections at least
+            assert reader.one("SELECT 1 AS one", []) == {"one": 1}
+        # Every backend of the pool's, cut from a connection outside the pool.
+        url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(url, autocommit=True) as outside:
+            rows = outside.execute(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        cut = {int(pid) for pid, _ in rows}
+        assert len(cut) >= 2
+    # Recently used connections are handed out without a ping; one idle for longer is pinged first, and a dead one
+    # is replaced instead of failing the transaction it was checked out for.
+    time.sleep(PING_AFTER_IDLE_SECONDS + 0.1)
+    with db.read() as conn:
+        assert zone_store.get_zone(conn, ORG, "zon_missing") is None
+        if cut:
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() not in cut
+    with db.direct.pooled() as reader:
+        assert hot.get_zone(reader, ORG, "zon_missing") is None

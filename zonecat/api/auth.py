@@ -61,7 +61,9 @@ async def authenticate(request: Request) -> Principal:
     The token is read on every request (a revoked token is refused at once), through ``read_direct``: on SQLite that
     is a ~20 µs read on the event loop instead of a thread-pool hop and a SQLAlchemy transaction."""
     token_hash = bearer_token_hash(request)
-    return await read_direct(app_context(request), lambda reader: principal_of(request, token_hash, reader))
+    return await read_direct(
+        app_context(request), lambda reader: principal_of(request, token_hash, reader), snapshot=False
+    )
 
 
 Auth = Annotated[Principal, Depends(authenticate)]

@@ -13,18 +13,18 @@ from zonecat.store.direct import DirectReader, DirectReads, WouldWait
 T = TypeVar("T")
 
 
-def _pooled(reads: DirectReads, work: Callable[[DirectReader], T]) -> T:
-    with reads.pooled() as reader:
+def _pooled(reads: DirectReads, work: Callable[[DirectReader], T], snapshot: bool) -> T:
+    with reads.pooled(snapshot) as reader:
         return work(reader)
 
 
-async def read_direct(ctx: AppContext, work: Callable[[DirectReader], T]) -> T:
+async def read_direct(ctx: AppContext, work: Callable[[DirectReader], T], *, snapshot: bool = True) -> T:
     """``work`` in one read-only snapshot through the driver (``zonecat.store.direct``).
 
     On SQLite it runs on the event loop: a handful of indexed point reads take tens of microseconds, while the hop to
     a pool thread and back costs about 200 µs and contends for the GIL with every other thread. ``work`` must stay
     that small (no page scans, no unbounded rendering). On PostgreSQL, or when SQLite would make the loop wait for a
-    lock, it runs in the thread pool."""
+    lock, it runs in the thread pool. ``snapshot=False``: ``work`` runs one statement (see ``DirectReads.pooled``)."""
     reads = ctx.db.direct
     if reads.loop_capable:
         try:
@@ -32,4 +32,4 @@ async def read_direct(ctx: AppContext, work: Callable[[DirectReader], T]) -> T:
                 return work(reader)
         except WouldWait:
             pass
-    return await run_in_threadpool(_pooled, reads, work)
+    return await run_in_threadpool(_pooled, reads, work, snapshot)

@@ -19,6 +19,7 @@ from zonecat.store import entities as entity_store
 from zonecat.store import installs as install_store
 from zonecat.store import packages as package_store
 from zonecat.store import tasks as task_store
+from zonecat.store import zones as zone_store
 from zonecat.store.database import Database
 
 Row = dict[str, Any]
@@ -117,47 +118,28 @@ def request_install(
 def _request_install(
     db: Database, principal: Principal, zone_id: str, body: Row, info: RequestInfo, max_inputs_bytes: int
 ) -> tuple[Row, bool]:
-    package_ref = body.get("package_id")
-    if not isinstance(package_ref, str) or not package_ref:
-        raise errors.ValidationFailed(
-            "package_id is required", [errors.Detail("package_id", "is required and must be a non-empty string")]
-        )
-    inputs = body.get("inputs", {})
-    if inputs is None:
-        inputs = {}
-    if not isinstance(inputs, dict):
-        raise errors.ValidationFailed("inputs must be an object", [errors.Detail("inputs", "must be an object")])
-    if len(json.dumps(inputs)) > max_inputs_bytes:
-        raise errors.BadRequest(
-            f"inputs are larger than {max_inputs_bytes} bytes",
-            [errors.Detail("inputs", f"larger than {max_inputs_bytes} bytes", "bad_request")],
-        )
-    version_number = body.get("version")
-    if version_number is not None and (
-        isinstance(version_number, bool)
-        or not isinstance(version_number, int)
-        or not 1 <= version_number <= MAX_VERSION
-    ):
-        raise errors.ValidationFailed(
-            "version must be a positive 32-bit integer",
-            [errors.Detail("version", f"must be an integer from 1 to {MAX_VERSION}")],
-        )
-    # Resolve the package and validate the inputs before the write transaction (SQLite: under the one write lock
-    # every writer of both processes queues on). Inside it, one statement checks that the version is still
-    # installable; if it is not, or the request cannot be resolved, the whole request is decided again in the
-    # write transaction, where an idempotent replay comes first.
-    try:
-        with db.read() as conn:
-            prepared: _Prepared | None = _prepare(conn, principal, zone_id, package_ref, version_number, inputs)
-    except errors.ZonecatError:
-        prepared = None
+    principal.require_zone(zone_id)  # before anything else, the idempotent replay included
+    # On SQLite the request is decided (zone, package, version, inputs) before the write transaction, under the one
+    # write lock every writer of both processes queues on; inside it, one statement checks that the version is
+    # still installable. If it is not, or the request cannot be decided, it is decided again in the write
+    # transaction, where an idempotent replay comes first and every error is raised. On PostgreSQL writers do not
+    # queue, and deciding inside the write transaction saves the read transaction's round trips.
+    prepared: _Prepared | None = None
+    if db.is_sqlite:
+        try:
+            with db.read() as conn:
+                prepared = _decide(conn, principal, zone_id, body, max_inputs_bytes)
+        except errors.ZonecatError:
+            prepared = None
     now = now_ms()
     with db.write() as conn:
+        if prepared is None:
+            _require_zone(conn, principal, zone_id)
         replayed = _replay(conn, principal, info)
         if replayed is not None:
             return replayed, False
         if prepared is None or not package_store.installable(conn, prepared.version["id"]):
-            prepared = _prepare(conn, principal, zone_id, package_ref, version_number, inputs)
+            prepared = _decide(conn, principal, zone_id, body, max_inputs_bytes)
         package, version = prepared.package, prepared.version
         install_id = new_id("ins", now)
         install_store.insert_install(
@@ -183,6 +165,45 @@ def _request_install(
         )
         _remember(conn, principal, info, task["id"], now)
     return task, True
+
+
+def _require_zone(conn: sa.Connection, principal: Principal, zone_id: str) -> None:
+    """404 unless the zone exists and the token may see it (never revealing which)."""
+    principal.require_zone(zone_id)
+    if zone_store.get_zone(conn, principal.organization_id, zone_id) is None:
+        raise errors.NotFound(f"zone {zone_id} not found")
+
+
+def _decide(conn: sa.Connection, principal: Principal, zone_id: str, body: Row, max_inputs_bytes: int) -> _Prepared:
+    """The zone checked, the body's fields validated, then the package, version and inputs they name (``_prepare``),
+    in this order: a missing zone is a 404 whatever the body."""
+    _require_zone(conn, principal, zone_id)
+    package_ref = body.get("package_id")
+    if not isinstance(package_ref, str) or not package_ref:
+        raise errors.ValidationFailed(
+            "package_id is required", [errors.Detail("package_id", "is required and must be a non-empty string")]
+        )
+    inputs = body.get("inputs", {})
+    if inputs is None:
+        inputs = {}
+    if not isinstance(inputs, dict):
+        raise errors.ValidationFailed("inputs must be an object", [errors.Detail("inputs", "must be an object")])
+    if len(json.dumps(inputs)) > max_inputs_bytes:
+        raise errors.BadRequest(
+            f"inputs are larger than {max_inputs_bytes} bytes",
+            [errors.Detail("inputs", f"larger than {max_inputs_bytes} bytes", "bad_request")],
+        )
+    version_number = body.get("version")
+    if version_number is not None and (
+        isinstance(version_number, bool)
+        or not isinstance(version_number, int)
+        or not 1 <= version_number <= MAX_VERSION
+    ):
+        raise errors.ValidationFailed(
+            "version must be a positive 32-bit integer",
+            [errors.Detail("version", f"must be an integer from 1 to {MAX_VERSION}")],
+        )
+    return _prepare(conn, principal, zone_id, package_ref, version_number, inputs)
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,8 @@ class TaskRun:
     # -- create --------------------------------------------------------------------------------------------
 
     def _load(self) -> tuple[Row, Manifest]:
-        with self.db.read() as conn:
+        # One statement (the install), and a version only on a cache miss: versions never change once released.
+        with self.db.read_statement() as conn:
             install = install_store.install_by_id(conn, self.install_id)
             if install is None:
                 raise errors.NotFound(f"install {self.install_id} vanished")

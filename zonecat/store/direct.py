@@ -112,9 +112,12 @@ class DirectReads:
             cursor.close()
 
     @contextlib.contextmanager
-    def pooled(self) -> Iterator[DirectReader]:
+    def pooled(self, snapshot: bool = True) -> Iterator[DirectReader]:
         """A snapshot on a connection of the engine's pool (any thread): SQLite's WAL snapshot, or on PostgreSQL a
-        ``REPEATABLE READ READ ONLY`` transaction, as ``Database.read`` gives."""
+        ``REPEATABLE READ READ ONLY`` transaction, as ``Database.read`` gives.
+
+        ``snapshot=False`` is for work of one statement, which sees one moment by itself: on PostgreSQL it then runs
+        without a transaction, one round trip instead of three."""
         dbapi_error = self._engine.dialect.loaded_dbapi.Error
         try:
             connection = self._engine.raw_connection()
@@ -122,28 +125,56 @@ class DirectReads:
             # The pool hands out the driver's own error when it cannot connect: wrap it as every query's is.
             raise self._wrapped(exc) from exc
         try:
-            cursor = connection.cursor()
-            try:
-                if self._is_sqlite:
-                    cursor.execute("BEGIN")
-                else:
-                    # psycopg has begun a transaction implicitly; this must be its first statement.
-                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                yield DirectReader(cursor, sqlite=self._is_sqlite)
-            except dbapi_error as exc:
-                # Driver errors reach callers as SQLAlchemy's, like every other query's (a lost PostgreSQL is a 503).
-                if self._engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor):
-                    connection.invalidate(exc)
-                raise self._wrapped(exc) from exc
-            finally:
-                cursor.close()
-            if connection.is_valid:
-                connection.rollback()  # read-only: ending it either way is the same
-        except dbapi_error as exc:  # from cursor(), close() or rollback() on a connection that just broke
-            connection.invalidate(exc)
+            if self._is_sqlite:
+                with self._sqlite_snapshot(connection) as reader:
+                    yield reader
+            else:
+                with self._postgres_snapshot(connection, snapshot) as reader:
+                    yield reader
+        except dbapi_error as exc:
+            # Driver errors reach callers as SQLAlchemy's, like every other query's (a lost PostgreSQL is a 503).
+            if self._engine.dialect.is_disconnect(exc, connection.dbapi_connection, None):
+                connection.invalidate(exc)
             raise self._wrapped(exc) from exc
         finally:
             connection.close()
+
+    @contextlib.contextmanager
+    def _sqlite_snapshot(self, connection: Any) -> Iterator[DirectReader]:
+        cursor = connection.cursor()
+        try:
+            cursor.execute("BEGIN")
+            yield DirectReader(cursor, sqlite=True)
+        finally:
+            cursor.close()
+            if connection.is_valid:
+                connection.rollback()  # read-only: ending it either way is the same
+
+    @contextlib.contextmanager
+    def _postgres_snapshot(self, connection: Any, snapshot: bool) -> Iterator[DirectReader]:
+        # In autocommit mode the transaction is begun by one statement that also sets its isolation, instead of
+        # psycopg's implicit BEGIN followed by SET TRANSACTION (one round trip less). It ends with COMMIT, never
+        # ROLLBACK: psycopg forgets every prepared statement of the connection after a ROLLBACK (and deallocates
+        # them all on the next query), so the statements hot reads repeat would be parsed and planned again.
+        driver = connection.driver_connection
+        driver.autocommit = True
+        cursor = driver.cursor()
+        try:
+            if snapshot:
+                cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", prepare=False)
+            try:
+                yield DirectReader(cursor, sqlite=False)
+            except BaseException:
+                if snapshot and not driver.closed:
+                    with contextlib.suppress(self._engine.dialect.loaded_dbapi.Error):
+                        cursor.execute("ROLLBACK", prepare=False)
+                raise
+            if snapshot:
+                cursor.execute("COMMIT", prepare=False)
+        finally:
+            cursor.close()
+            if not driver.closed:
+                driver.autocommit = False
 
     def _wrapped(self, exc: Exception) -> sa.exc.StatementError:
         return sa.exc.DBAPIError.instance(

@@ -83,7 +83,7 @@ class Worker:
     def _idle(self) -> None:
         timeout = self.settings.poll_seconds
         try:
-            with self.db.read() as conn:
+            with self.db.read_statement() as conn:
                 due = task_store.next_due_ms(conn)
         except sa.exc.SQLAlchemyError:
             due = None
@@ -94,22 +94,12 @@ class Worker:
 
     def run_one(self) -> bool:
         """Claim one due task and run it; False when nothing was due."""
-        now = now_ms()
-        with self.db.write() as conn:
-            task = task_store.claim(conn, self.worker_id, now, self.lease_ms, reserve_event=True)
-            if task is None:
-                return False
-            resumed = task.pop("previous_status") == "running"
-            previous_owner = task.pop("previous_owner")
-            how = "released it" if task.pop("previous_released") else "let its lease expire"
-            message = (
-                f"resumed by {self.worker_id} after {previous_owner} {how} (attempt {task['attempts']})"
-                if resumed
-                else f"claimed by {self.worker_id}"
-            )
-            task_store.insert_event(
-                conn, task["id"], task["event_seq"], now, "status", status="running", message=message
-            )
+        with self.db.write_statement() as conn:
+            task = task_store.claim_announced(conn, self.worker_id, now_ms(), self.lease_ms)
+        if task is None:
+            return False
+        resumed = task.pop("previous_status") == "running"
+        del task["previous_owner"], task["previous_released"]
         log.info(
             "task running",
             extra={"task_id": task["id"], "operation": task["operation"], "resumed": resumed, "zone": task["zone_id"]},

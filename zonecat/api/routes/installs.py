@@ -120,8 +120,7 @@ async def create_install(zone_id: str, request: Request, principal: Auth, ctx: C
     info = request_info(request, body, request_id_of(request))
 
     def work() -> dict[str, Any]:
-        with ctx.db.read() as conn:
-            zone_row(conn, principal, zone_id)
+        # The zone is checked by request_install, in the transaction that decides the request.
         task, created = install_service.request_install(
             ctx.db, principal, zone_id, body, info, ctx.settings.max_inputs_bytes
         )
