@@ -221,3 +221,23 @@ def test_a_task_of_many_entities_is_read_whole(api: Api) -> None:
     body = again.json()
     assert sorted(link["titles"]["en"] for link in body["links"]) == sorted(entities)
     assert {link["rel"] for link in body["links"]} == {"created"}
+
+
+def test_the_polled_task_route_answers_other_methods_and_is_documented_like_every_route(api: Api) -> None:
+    # It is served by a plain Starlette route ahead of FastAPI's routers (zonecat.api.app); nothing may tell.
+    zone = api.new_zone()
+    pause_worker(api)
+    task = start_install(api, zone, CALENDAR, CREDS).json()
+    path = f"/zones/{zone}/catalog_tasks/{task['id']}"
+    for method in ("HEAD", "POST", "PUT", "DELETE"):
+        refused = api.client.request(method, path, headers=api.auth)
+        assert refused.status_code == 400 and refused.headers["allow"] == "GET", method
+        if method != "HEAD":
+            assert_error(refused, 400, "bad_request")
+    assert api.get(path).json()["id"] == task["id"]
+    missing = api.get(f"/zones/{zone}/catalog_tasks/tsk_missing")
+    assert_error(missing, 404, "not_found")
+    operation = api.get("/openapi.json").json()["paths"]["/zones/{zone_id}/catalog_tasks/{task_id}"]
+    assert set(operation) == {"get"}
+    assert [p["name"] for p in operation["get"]["parameters"]] == ["zone_id", "task_id", "redirect"]
+    assert {"200", "303", "404"} <= set(operation["get"]["responses"])
