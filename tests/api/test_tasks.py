@@ -223,7 +223,7 @@ def test_a_task_of_many_entities_is_read_whole(api: Api) -> None:
     assert {link["rel"] for link in body["links"]} == {"created"}
 
 
-def test_the_polled_task_route_answers_other_methods_and_is_documented_like_every_route(api: Api) -> None:
+def test_the_lean_routes_answer_other_methods_and_are_documented_like_every_route(api: Api) -> None:
     # It is served by a plain Starlette route ahead of FastAPI's routers (zonecat.api.app); nothing may tell.
     zone = api.new_zone()
     pause_worker(api)
@@ -235,6 +235,10 @@ def test_the_polled_task_route_answers_other_methods_and_is_documented_like_ever
         if method != "HEAD":
             assert_error(refused, 400, "bad_request")
     assert api.get(path).json()["id"] == task["id"]
+    # Allow names every method of the path, whichever route matched first.
+    assert api.client.put(f"/zones/{zone}/installs", headers=api.auth).headers["allow"] == "GET, POST"
+    install = f"/zones/{zone}/installs/{task['install_id']}"
+    assert api.client.post(install, headers=api.auth).headers["allow"] == "DELETE, GET"
     missing = api.get(f"/zones/{zone}/catalog_tasks/tsk_missing")
     assert_error(missing, 404, "not_found")
     operation = api.get("/openapi.json").json()["paths"]["/zones/{zone_id}/catalog_tasks/{task_id}"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import uuid
 from typing import Any, Final
 
@@ -119,10 +120,30 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404:
         message = f"no such endpoint: {request.method} {request.url.path}"
     headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette's Allow names the methods of the first route whose path matched; the path may have others.
+        headers["Allow"] = ", ".join(allowed_methods(request.app.openapi(), request.url.path))
     status = exc.status_code if exc.status_code in STATUS_FOR.values() else None
     if status is None:
         status = 400 if exc.status_code < 500 else 500
     return error_response(request, code, message, status=status, headers=headers)
+
+
+def allowed_methods(openapi: dict[str, Any], path: str) -> list[str]:
+    """Every method the OpenAPI document gives the paths ``path`` matches (``{name}`` matching one segment)."""
+    found: set[str] = set()
+    for template, operations in openapi.get("paths", {}).items():
+        if _TEMPLATES.setdefault(template, _template_pattern(template)).fullmatch(path):
+            found.update(method.upper() for method in operations if method.upper() in _METHODS)
+    return sorted(found)
+
+
+_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+_TEMPLATES: dict[str, re.Pattern[str]] = {}
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)))
 
 
 async def on_database_error(request: Request, exc: Exception) -> JSONResponse:

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from zonecat import errors
 from zonecat.api import docs, models, views
-from zonecat.api.auth import Auth, Ctx, app_context, bearer_token_hash, principal_of
+from zonecat.api.auth import Auth, Ctx, app_context, authenticate, bearer_token_hash, principal_of
 from zonecat.api.bodies import json_body, require_object
 from zonecat.api.context import AppContext
 from zonecat.api.errors import request_id_of
@@ -115,10 +115,17 @@ async def get_task(request: Request) -> Response:
     responses=docs.responses(
         202, models.Task, 403, 409, description="Accepted: the create task", headers={"Location": docs.LOCATION}
     ),
-    openapi_extra={**docs.body(models.InstallCreate), **docs.parameters(*docs.IDEMPOTENCY_HEADERS)},
+    openapi_extra={
+        **docs.body(models.InstallCreate),
+        **docs.parameters(docs.path("zone_id", "Zone Id"), *docs.IDEMPOTENCY_HEADERS),
+    },
 )
-async def create_install(zone_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
+async def create_install(request: Request) -> JSONResponse:
     """Install a package version into the zone. Returns the pending create task."""
+    # Request-only and served by a plain Starlette route, like get_task (see ``create_app``).
+    zone_id = request.path_params["zone_id"]
+    principal = await authenticate(request)
+    ctx = app_context(request)
     principal.require_write(zone_id)
     body = require_object(await json_body(request, ctx.settings.max_body_bytes))
     info = request_info(request, body, request_id_of(request))
@@ -176,10 +183,16 @@ def get_install(zone_id: str, install_id: str, principal: Auth, ctx: Ctx) -> JSO
         description="Accepted: the delete task with its warnings",
         headers={"Location": docs.LOCATION},
     ),
-    openapi_extra=docs.parameters(*docs.IDEMPOTENCY_HEADERS),
+    openapi_extra=docs.parameters(
+        docs.path("zone_id", "Zone Id"), docs.path("install_id", "Install Id"), *docs.IDEMPOTENCY_HEADERS
+    ),
 )
-async def delete_install(zone_id: str, install_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
+async def delete_install(request: Request) -> JSONResponse:
     """Uninstall: returns the delete task, whose warnings name every entity that will be preserved."""
+    # Request-only and served by a plain Starlette route, like get_task (see ``create_app``).
+    zone_id, install_id = request.path_params["zone_id"], request.path_params["install_id"]
+    principal = await authenticate(request)
+    ctx = app_context(request)
     principal.require_write(zone_id)
     # The SDK sends Content-Type: application/json with no body; any body is ignored.
     info = request_info(request, None, request_id_of(request))
@@ -309,3 +322,11 @@ def install_graph(zone_id: str, install_id: str, principal: Auth, ctx: Ctx) -> J
         for target in sorted(depends_on):
             edges.append({"from": name, "to": target, "rel": link_rels.get(target, "depends-on")})
     return JSONResponse({"install_id": install_id, "status": install["status"], "nodes": nodes, "edges": edges})
+
+
+# Served by plain Starlette routes ahead of every router (``create_app``), in this order.
+LEAN_ROUTES = (
+    (TASK_PATH, get_task, "GET"),
+    ("/zones/{zone_id}/installs", create_install, "POST"),
+    ("/zones/{zone_id}/installs/{install_id}", delete_install, "DELETE"),
+)
