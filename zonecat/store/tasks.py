@@ -6,6 +6,7 @@ lost its lease can never overwrite what its successor did.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -233,7 +234,7 @@ def insert_event(conn: sa.Connection, task_id: str, seq: int, now: int, kind: st
     if unknown:
         raise TypeError(f"unknown event fields: {sorted(unknown)}")
     row = {name: fields.get(name) for name in _EVENT_COLUMNS}
-    conn.execute(task_events.insert(), {"task_id": task_id, "seq": seq, "created_at_ms": now, "kind": kind, **row})
+    conn.execute(_INSERT_EVENT, {"task_id": task_id, "seq": seq, "created_at_ms": now, "kind": kind, **row})
 
 
 # Built once: the lease is renewed on every entity step, so the statement is reused rather than rebuilt.
@@ -252,6 +253,7 @@ _NEXT_SEQ = (
     .values(event_seq=tasks.c.event_seq + 1)
     .returning(tasks.c.event_seq)
 )
+_INSERT_EVENT = task_events.insert()  # built once: every step's events go through it
 _EVENT_COLUMNS = ("status", "local_name", "entity_type", "action", "entity_id", "href", "message")
 
 
@@ -329,6 +331,16 @@ _GUARD_AND_RESERVE = (
 )
 
 
+@functools.cache
+def _guard_changing(names: tuple[str, ...]) -> sa.Update:
+    """``_GUARD_AND_RESERVE`` that also sets these task columns (from parameters ``set_<name>``), overriding the
+    lease renewal where it names ``locked_until_ms``; built once per set of names."""
+    unknown = set(names) - set(tasks.c.keys())
+    if unknown:
+        raise TypeError(f"tasks has no columns {sorted(unknown)}")
+    return _GUARD_AND_RESERVE.values({name: sa.bindparam(f"set_{name}") for name in names})
+
+
 def journal(
     conn: sa.Connection,
     task_id: str,
@@ -344,10 +356,11 @@ def journal(
     False, and nothing written, when ``worker_id`` no longer owns the running task. This is the write every entity
     step makes inside its own transaction, so it is kept to two statements.
     """
-    params = {"task_id": task_id, "worker_id": worker_id, "until": now + lease_ms, "count": len(events)}
-    statement = _GUARD_AND_RESERVE
+    params: Row = {"task_id": task_id, "worker_id": worker_id, "until": now + lease_ms, "count": len(events)}
+    statement: sa.Executable = _GUARD_AND_RESERVE
     if changes:
-        statement = statement.values(**changes)  # overrides the lease renewal where ``changes`` names it
+        statement = _guard_changing(tuple(sorted(changes)))
+        params.update({f"set_{name}": value for name, value in changes.items()})
     last = conn.execute(statement, params).scalar()
     if last is None:
         return False
@@ -360,7 +373,7 @@ def journal(
                 raise TypeError(f"unknown event fields: {sorted(unknown)}")
             row = {name: event.get(name) for name in _EVENT_COLUMNS}
             rows.append({"task_id": task_id, "seq": first + offset, "created_at_ms": now, "kind": event["kind"], **row})
-        conn.execute(task_events.insert(), rows)
+        conn.execute(_INSERT_EVENT, rows)
     return True
 
 

@@ -29,9 +29,14 @@ def insert_zone(conn: sa.Connection, row: Row) -> None:
     insert_row(conn, zones, row)
 
 
+# Built once: every request on a zone's path reads its zone (building the statement cost more than running it).
+_GET_ZONE = sa.select(zones).where(
+    zones.c.organization_id == sa.bindparam("organization_id"), zones.c.id == sa.bindparam("zone_id")
+)
+
+
 def get_zone(conn: sa.Connection, organization_id: str, zone_id: str) -> Row | None:
-    query = sa.select(zones).where(zones.c.organization_id == organization_id, zones.c.id == zone_id)
-    found = conn.execute(query).first()
+    found = conn.execute(_GET_ZONE, {"organization_id": organization_id, "zone_id": zone_id}).first()
     return dict(found._mapping) if found else None
 
 
