@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from zonecat.domain import bindings as bindings_module
 from zonecat.domain.bindings import (
     MAX_EXPRESSION_BYTES,
     MAX_LIST_ITEMS,
@@ -360,3 +361,59 @@ def test_evaluation_errors_redact_values_of_the_activation() -> None:
     with pytest.raises(BindingEvaluationError) as caught:
         compile_binding("entities.inputs.missing", variables=["entities"]).evaluate(activation)
     assert caught.value.message == "no such key: 'missing'"
+
+
+# -------------------------------------------------------------------------------- result conversion
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{"a": [1, 2u, 2.5, true, null, "s", b"\\x00\\xff"], "t": timestamp("2024-05-01T10:00:00Z")}',
+        '{"d": duration("1.5s"), "n": {"deep": [[[]]]}, "e": {}}',
+        "pkg.inputs",
+        '[pkg.inputs.scopes, pkg.inputs.n, "x" + pkg.inputs.client_id]',
+        "{1: 2}",
+        "1.0 / 0.0",
+        "[int]",
+        '{"k": type(1)}',
+    ],
+)
+def test_the_whole_copy_and_the_lazy_walk_convert_alike(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    binding = compile_binding(source, variables=["pkg"])
+    assert binding._copy_at_once(100)  # a small result: copied whole by default
+
+    def outcome() -> object:
+        try:
+            return binding.evaluate(PKG)
+        except BindingEvaluationError as exc:
+            return ("error", exc.message)
+
+    whole = outcome()
+    monkeypatch.setattr(bindings_module, "_COPY_AT_ONCE_BYTES", 0)  # forces the value-by-value walk
+    assert not binding._copy_at_once(100)
+    assert outcome() == whole
+
+
+def test_a_result_that_may_be_large_is_walked_value_by_value_and_capped() -> None:
+    # No comprehension, but 40 mentions of a 60 kB string: up to 2.4 MB, more than the cap of 1 MB.
+    source = "[" + ", ".join(["pkg.big"] * 40) + "]"
+    binding = compile_binding(source, variables=["pkg"])
+    assert not binding._copy_at_once(60_000 + 10)
+    assert "larger than 1048576 bytes" in refused(source, {"pkg": {"big": "z" * 60_000}})
+    assert not compile_binding(f"{L10}.map(a, a)", variables=["pkg"])._copy_at_once(10)  # comprehensions: never
+
+
+def test_the_quick_activation_estimate_equals_the_exact_walk() -> None:
+    from types import MappingProxyType
+
+    nested: object = "leaf"
+    for _ in range(3000):  # deeper than Python's recursion limit: the quick estimate gives way to the walk
+        nested = [nested]
+    for data in (
+        {**PKG, **ENTITIES},
+        {"pkg": {"a": [1, 2.5, None, True, {"b": "c" * 100}], "n": {}}},
+        {"pkg": MappingProxyType({"a": ("x", "y")})},  # other mapping and sequence types
+        {"pkg": nested},
+    ):
+        assert bindings_module._check_activation(data) == bindings_module._check_activation_exactly(data)

