@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.conftest import Server
+from tests.paging import all_items
 
 QUIET = {"ZONECAT_LOG_LEVEL": "WARNING", "ZONECAT_POLL_SECONDS": "0.1"}
 POOL = {"provider": 4, "secret": 6, "resource": 3}  # shared identifiers per type
@@ -180,16 +181,7 @@ class Campaign:
         return code
 
     def pages(self, http: httpx.Client, path: str, **params: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        query: dict[str, str] = {"limit": "100", **params}
-        while True:
-            response = http.get(path, params=query)
-            self.saw(response, (200,))
-            body = response.json()
-            items += body["items"]
-            if body["pagination"]["after_cursor"] is None:
-                return items
-            query["after"] = body["pagination"]["after_cursor"]
+        return all_items(http, path, {"limit": "100", **params}, check=lambda response: self.saw(response, (200,)))
 
     # -- set-up --------------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.conftest import Server
+from tests.paging import all_items
 
 FAST_LEASES = {"ZONECAT_LEASE_SECONDS": "1", "ZONECAT_HEARTBEAT_SECONDS": "0.25", "ZONECAT_LOG_LEVEL": "WARNING"}
 
@@ -132,14 +133,7 @@ class Campaign:
         return self.report
 
     def tasks(self, http: httpx.Client, **filters: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        query: dict[str, str] = {"limit": "100", **filters}
-        while True:
-            body = http.get(f"/zones/{self.zone}/catalog_tasks", params=query).json()
-            items += body["items"]
-            if body["pagination"]["after_cursor"] is None:
-                return items
-            query["after"] = body["pagination"]["after_cursor"]
+        return all_items(http, f"/zones/{self.zone}/catalog_tasks", {"limit": "100", **filters})
 
     def drain(self, timeout: float = 600.0) -> None:
         """Wait until no task is pending or running."""

@@ -20,6 +20,8 @@ import httpx
 import pytest
 from conftest import Server  # tests/e2e has no __init__.py: pytest puts it on sys.path
 
+from tests.paging import all_items
+
 # SPEED_MARGIN: each test kills the server once so many steps have ended, and needs the task still running when
 # the SIGKILL lands. A step takes ~1.5 ms, and a loaded CI machine can take a few hundred ms between the poll that
 # saw the count and the kill, so the tests leave hundreds of steps (~1 s of work) after each kill point: 240
@@ -124,16 +126,7 @@ def wait_for(server: Server, reader: EventReader, action: str, at_least: int, ti
 
 
 def all_entities(http: httpx.Client, zone: str, **params: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    query: dict[str, str] = {"limit": "100", **params}
-    while True:
-        response = http.get(f"/zones/{zone}/entities", params=query)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        items.extend(body["items"])
-        if not body["pagination"]["after_cursor"]:
-            return items
-        query["after"] = body["pagination"]["after_cursor"]
+    return all_items(http, f"/zones/{zone}/entities", {"limit": "100", **params})
 
 
 def resumed(events: list[dict[str, Any]]) -> list[str]:

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import free_port
+from tests.paging import all_items
 from tests.pg import PostgresServer
 
 ZONECAT = str(Path(sys.executable).with_name("zonecat"))
@@ -133,25 +134,11 @@ def wait_all(url: str, zone: str, task_ids: list[str], timeout: float = 240) -> 
 
 
 def events(http: httpx.Client, zone: str, task_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    query: dict[str, str] = {}
-    while True:
-        body = http.get(f"/zones/{zone}/catalog_tasks/{task_id}/events", params=query).json()
-        items += body["items"]
-        if body["pagination"]["after_cursor"] is None:
-            return items
-        query["after"] = body["pagination"]["after_cursor"]
+    return all_items(http, f"/zones/{zone}/catalog_tasks/{task_id}/events")
 
 
 def all_entities(http: httpx.Client, zone: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    query = {"limit": "100"}
-    while True:
-        body = http.get(f"/zones/{zone}/entities", params=query).json()
-        items += body["items"]
-        if body["pagination"]["after_cursor"] is None:
-            return items
-        query["after"] = body["pagination"]["after_cursor"]
+    return all_items(http, f"/zones/{zone}/entities", {"limit": "100"})
 
 
 def shared_manifest(index: int) -> dict[str, Any]:

@@ -17,6 +17,8 @@ import pytest
 from keycardai_api import APIStatusError, BadRequestError, ConflictError, KeycardAPI, NotFoundError
 from keycardai_api.types.zones.task import Task
 
+from tests.paging import all_items
+
 GLOBAL_SLUGS = {"google-calendar-api", "google-drive-api", "linear-api", "github-api", "notion-api", "slack-api"}
 GOOGLE_ISSUER = "https://accounts.google.com"
 INPUTS = {"client_id": "1234567890.apps.example", "client_secret": "s3cret"}
@@ -80,15 +82,8 @@ def author(server: Any, zone: str, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def entities_of_zone(server: Any, zone: str, **params: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    query: dict[str, str] = {"limit": "100", **params}
     with server.client() as http:
-        while True:
-            body = http.get(f"/zones/{zone}/entities", params=query).json()
-            items.extend(body["items"])
-            if not body["pagination"]["after_cursor"]:
-                return items
-            query["after"] = body["pagination"]["after_cursor"]
+        return all_items(http, f"/zones/{zone}/entities", {"limit": "100", **params})
 
 
 # -- packages ----------------------------------------------------------------------------------------------

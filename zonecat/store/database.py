@@ -18,7 +18,7 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -172,24 +172,23 @@ class Database:
             with conn.begin():
                 yield conn
 
-    @contextlib.contextmanager
-    def read_statement(self) -> Iterator[sa.Connection]:
+    def read_statement(self) -> contextlib.AbstractContextManager[sa.Connection]:
         """A connection for one read-only statement (or several over rows that never change once written): a single
         statement sees one moment by itself. On PostgreSQL it runs without a transaction, one round trip instead of
         three (BEGIN, the statement, COMMIT); on SQLite it is ``read()``."""
-        if self.is_sqlite:
-            with self.read() as conn:
-                yield conn
-            return
-        with self.engine.connect() as conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        return self._single_statement(self.read)
 
-    @contextlib.contextmanager
-    def write_statement(self) -> Iterator[sa.Connection]:
+    def write_statement(self) -> contextlib.AbstractContextManager[sa.Connection]:
         """A connection for one write statement, atomic by itself: on PostgreSQL without a transaction around it (one
         round trip instead of three); on SQLite it is ``write()`` (the write lock and ``BEGIN IMMEDIATE``)."""
+        return self._single_statement(self.write)
+
+    @contextlib.contextmanager
+    def _single_statement(
+        self, on_sqlite: Callable[[], contextlib.AbstractContextManager[sa.Connection]]
+    ) -> Iterator[sa.Connection]:
         if self.is_sqlite:
-            with self.write() as conn:
+            with on_sqlite() as conn:
                 yield conn
             return
         with self.engine.connect() as conn:
