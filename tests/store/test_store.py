@@ -301,6 +301,9 @@ def test_an_announced_claim_writes_its_running_event_in_the_same_step(db: Databa
     with db.read() as conn:
         events = task_store.list_events(conn, first["id"], 0, 10)
         assert task_store.list_events(conn, second["id"], 0, 10)[0]["message"] == "claimed by w2"
+        # Every column of the claimed row is the task's own (the statement matches its columns by position).
+        stored = task_store.task_by_id(conn, first["id"])
+    assert {k: v for k, v in released.items() if not k.startswith("previous_")} == stored
     # Seq 1 was the pending event; each claim reserved the next number for its running event.
     assert [(e["seq"], e["kind"], e["status"], e["created_at_ms"]) for e in events] == [
         (1, "status", "pending", first["created_at_ms"]),
@@ -702,6 +705,11 @@ def test_a_one_statement_direct_read_and_a_failed_one_leave_the_connection_reusa
             assert hot.get_zone(reader, ORG, zone_id) is not None
         with db.direct.pooled(snapshot=False) as reader:
             assert hot.get_zone(reader, ORG, zone_id) is not None
+    # No connection went back to the pool in autocommit: a failed write transaction still leaves nothing behind.
+    for _ in range(3):
+        with pytest.raises(RuntimeError), db.write() as conn:
+            conn.execute(sa.text("UPDATE zones SET name = 'half-done' WHERE id = :id"), {"id": zone_id})
+            raise RuntimeError("abandon the transaction")
     _rename_zone(db, zone_id)
     with db.read() as conn:
         assert zone_store.get_zone(conn, ORG, zone_id)["name"] == "renamed"  # type: ignore[index]

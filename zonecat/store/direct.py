@@ -173,8 +173,12 @@ class DirectReads:
                 cursor.execute("COMMIT", prepare=False)
         finally:
             cursor.close()
-            if not driver.closed:
-                driver.autocommit = False
+            try:
+                if not driver.closed:
+                    driver.autocommit = False
+            except self._engine.dialect.loaded_dbapi.Error:
+                # Still in a transaction it could not end: never hand a connection in autocommit back to the pool.
+                connection.invalidate()
 
     def _wrapped(self, exc: Exception) -> sa.exc.StatementError:
         return sa.exc.DBAPIError.instance(

@@ -186,6 +186,8 @@ def claim_announced(conn: sa.Connection, worker_id: str, now: int, lease_ms: int
 
 
 # The claim (``_CANDIDATE`` and ``_take``), the event number's reservation and the running event, in one statement.
+# The task's columns are named in the metadata's order (not ``tasks.*``, the table's order): ``.columns`` below
+# matches them by position.
 # The candidate's row lock (FOR UPDATE SKIP LOCKED) is held until the statement ends, and the update is still
 # guarded by the status and lease that were read.
 _CLAIM_ANNOUNCED = sa.text(
@@ -204,7 +206,7 @@ _CLAIM_ANNOUNCED = sa.text(
         FROM found
         WHERE tasks.id = found.id AND tasks.status = found.status
           AND tasks.locked_until_ms IS NOT DISTINCT FROM found.locked_until_ms
-        RETURNING tasks.*, found.status AS previous_status, found.locked_by AS previous_owner,
+        RETURNING {task_columns}, found.status AS previous_status, found.locked_by AS previous_owner,
             found.locked_until_ms AS previous_lease
     ), announced AS (
         INSERT INTO task_events (task_id, seq, created_at_ms, kind, status, message)
@@ -218,7 +220,7 @@ _CLAIM_ANNOUNCED = sa.text(
         FROM taken
     )
     SELECT * FROM taken
-    """
+    """.format(task_columns=", ".join(f"tasks.{column.name}" for column in tasks.c))
 ).columns(
     *tasks.c,
     sa.column("previous_status", sa.String),
