@@ -710,6 +710,8 @@ def test_a_one_statement_direct_read_and_a_failed_one_leave_the_connection_reusa
         with pytest.raises(RuntimeError), db.write() as conn:
             conn.execute(sa.text("UPDATE zones SET name = 'half-done' WHERE id = :id"), {"id": zone_id})
             raise RuntimeError("abandon the transaction")
+        with db.read() as conn:
+            assert zone_store.get_zone(conn, ORG, zone_id)["name"] != "half-done"  # type: ignore[index]
     _rename_zone(db, zone_id)
     with db.read() as conn:
         assert zone_store.get_zone(conn, ORG, zone_id)["name"] == "renamed"  # type: ignore[index]
