@@ -740,3 +740,18 @@ def test_an_idle_connection_that_died_is_replaced_at_checkout(db: Database) -> N
             assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() not in cut
     with db.direct.pooled() as reader:
         assert hot.get_zone(reader, ORG, "zon_missing") is None
+
+
+def test_single_statement_connections_go_back_to_the_pool_transactional(db: Database) -> None:
+    zone_id = zone(db)
+    for _ in range(3):
+        with db.read_statement() as conn:
+            assert zone_store.get_zone(conn, ORG, zone_id) is not None
+        with db.write_statement() as conn:
+            conn.execute(sa.text("UPDATE zones SET name = 'one-statement' WHERE id = :id"), {"id": zone_id})
+    for _ in range(3):
+        with pytest.raises(RuntimeError), db.write() as conn:
+            conn.execute(sa.text("UPDATE zones SET name = 'half-done' WHERE id = :id"), {"id": zone_id})
+            raise RuntimeError("abandon the transaction")
+    with db.read() as conn:
+        assert zone_store.get_zone(conn, ORG, zone_id)["name"] == "one-statement"  # type: ignore[index]
