@@ -246,3 +246,17 @@ def test_delete_of_a_failed_install(api: Api) -> None:
     assert api.get(f"/zones/{zone}/installs/{install_id}").json()["status"] == "deleted"
     # The package can go now.
     assert api.delete(f"/zones/{zone}/packages/{package['id']}").status_code == 204
+
+
+def test_a_missing_or_hidden_zone_is_a_404_whatever_the_body_and_the_idempotency_key(api: Api) -> None:
+    zone = api.new_zone()
+    headers = {**api.auth, "Idempotency-Key": "zone-first"}
+    for body in ({}, {"package_id": 7}, {"package_id": "github-api", "inputs": []}, {"package_id": "github-api"}):
+        missing = api.post("/zones/zon_missing/installs", json=body, headers=headers)
+        assert_error(missing, 404, "not_found")
+    assert fields(assert_error(api.post(f"/zones/{zone}/installs", json={}), 400, "validation_error")) == ["package_id"]
+    # A replay is answered only on a zone the token can see.
+    first = api.post(f"/zones/{zone}/installs", json={"package_id": "github-api", "inputs": CREDS}, headers=headers)
+    assert first.status_code == 202, first.text
+    replay = api.post(f"/zones/{zone}/installs", json={"package_id": "github-api", "inputs": CREDS}, headers=headers)
+    assert replay.status_code == 202 and replay.json()["id"] == first.json()["id"]

@@ -128,6 +128,7 @@ def _request_install(
     if db.is_sqlite:
         try:
             with db.read() as conn:
+                _require_zone(conn, principal, zone_id)
                 prepared = _decide(conn, principal, zone_id, body, max_inputs_bytes)
         except errors.ZonecatError:
             prepared = None
@@ -175,9 +176,8 @@ def _require_zone(conn: sa.Connection, principal: Principal, zone_id: str) -> No
 
 
 def _decide(conn: sa.Connection, principal: Principal, zone_id: str, body: Row, max_inputs_bytes: int) -> _Prepared:
-    """The zone checked, the body's fields validated, then the package, version and inputs they name (``_prepare``),
-    in this order: a missing zone is a 404 whatever the body."""
-    _require_zone(conn, principal, zone_id)
+    """The body's fields validated, then the package, version and inputs they name (``_prepare``); the caller has
+    checked the zone first (a missing zone is a 404 whatever the body)."""
     package_ref = body.get("package_id")
     if not isinstance(package_ref, str) or not package_ref:
         raise errors.ValidationFailed(
