@@ -122,7 +122,10 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         # Starlette's Allow names the methods of the first route whose path matched; the path may have others.
-        headers["Allow"] = ", ".join(allowed_methods(request.app.openapi(), request.url.path))
+        # (Undocumented paths, such as /docs, keep Starlette's.)
+        documented = allowed_methods(request.app.openapi(), request.url.path)
+        if documented:
+            headers["Allow"] = ", ".join(documented)
     status = exc.status_code if exc.status_code in STATUS_FOR.values() else None
     if status is None:
         status = 400 if exc.status_code < 500 else 500
