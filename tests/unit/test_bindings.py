@@ -417,3 +417,14 @@ def test_the_quick_activation_estimate_equals_the_exact_walk() -> None:
         {"pkg": nested},
     ):
         assert bindings_module._check_activation(data) == bindings_module._check_activation_exactly(data)
+
+
+def test_the_whole_copy_estimates_the_size_the_lazy_walk_counts() -> None:
+    source = '{"a": [1, 2u, 2.5, true, null, "s", b"xy"], "t": timestamp("2024-05-01T10:00:00Z"), "p": pkg.inputs}'
+    binding = compile_binding(source, variables=["pkg"])
+    value = binding._expression.eval(data=PKG)
+    budget = bindings_module._Budget(10**9)
+    lazy = bindings_module._to_json(value, budget, "result")
+    whole, size = bindings_module._copied_to_json(value.plain_value(), "result")
+    assert whole == lazy
+    assert size == 10**9 - budget.left

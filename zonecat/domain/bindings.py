@@ -403,27 +403,32 @@ def _to_json(value: Any, budget: _Budget, path: _Path) -> object:
 
 def _copied_to_json(plain: object, path: _Path) -> tuple[object, int]:
     """A result already copied whole by ``plain_value()`` as plain JSON, and its estimated JSON size (checked by the
-    caller). Strings, maps and lists, most of any result, are tested first."""
+    caller). The copy is this call's own: its maps and lists are kept and only scalars JSON cannot hold are replaced
+    in place. Strings, maps and lists, most of any result, are tested first."""
     kind = type(plain)
     if kind is str:
         return plain, len(plain) + 2  # type: ignore[arg-type]
     if kind is dict:
-        result: dict[str, object] = {}
         total = 2
         for key, item in plain.items():  # type: ignore[attr-defined]
             if type(key) is not str:
                 raise _not_a_string_key(key, path)
-            result[key], size = _copied_to_json(item, (path, key))
+            if type(item) is str:
+                total += len(item) + len(key) + 6
+                continue
+            converted, size = _copied_to_json(item, (path, key))
+            if converted is not item:
+                plain[key] = converted  # type: ignore[index]
             total += size + len(key) + 4
-        return result, total
+        return plain, total
     if kind is list:
-        items: list[object] = []
         total = 2
         for index, item in enumerate(plain):  # type: ignore[arg-type]
             converted, size = _copied_to_json(item, (path, index))
-            items.append(converted)
+            if converted is not item:
+                plain[index] = converted  # type: ignore[index]
             total += size
-        return items, total
+        return plain, total
     converted, size = _scalar(plain, path)
     if converted is _NOT_SCALAR:
         raise _NotPlain()
