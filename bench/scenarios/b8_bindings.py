@@ -9,7 +9,8 @@ its ``linear`` provider entity, whose bindings are the longest of the catalog.
   zonecat's bounded result conversion).
 * Validation: a cached ``jsonschema.Draft202012Validator(schema, format_checker=FormatChecker()).validate(…)``
   vs ``zonecat.domain.schemas.validate_instance(…)`` (defaults applied, problems collected), for the install inputs
-  and for the provider's attributes.
+  and for the provider's attributes. The bare call validates the instance zonecat validates: for the inputs, with
+  the schema's defaults applied.
 * Entity step: the provisioner's ``TaskRun._entity_attributes`` (bindings + validation of one entity) vs the bare
   CEL call plus the bare validation of its result.
 
@@ -114,7 +115,9 @@ def run(quick: bool) -> Outcome:
             lambda: bindings.compile_binding(source, variables=["entities"]).evaluate(activation),
         ),
         "input validation, Linear inputs": (
-            lambda: input_validator.validate(INPUTS),
+            # The same instance zonecat's validator sees: the inputs with the schema's defaults applied (here the
+            # default scopes), so the ratio is zonecat's overhead, not the library validating more data.
+            lambda: input_validator.validate(validated),
             lambda: schemas.validate_instance(input_schema, INPUTS, "inputs"),
         ),
         "entity validation, provider attributes": (
