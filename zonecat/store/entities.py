@@ -42,17 +42,26 @@ _INSERT_IF_ABSENT: dict[str, sa.Executable] = {
 }
 
 
+# The statements every delete step runs, built once (building one cost more than running it on SQLite).
+_REMAINING_USES = sa.select(entity_uses.c.install_id).where(entity_uses.c.entity_id == sa.bindparam("entity_id"))
+_GET_ENTITY = sa.select(entities).where(
+    entities.c.zone_id == sa.bindparam("zone_id"), entities.c.id == sa.bindparam("entity_id")
+)
+_GET_ENTITY_LOCKED = _GET_ENTITY.with_for_update()
+_DELETE_ENTITY = entities.delete().where(entities.c.id == sa.bindparam("entity_id"))
+_DELETE_USE = entity_uses.delete().where(
+    entity_uses.c.install_id == sa.bindparam("install_id"), entity_uses.c.local_name == sa.bindparam("local_name")
+)
+
+
 def remaining_uses(conn: sa.Connection, entity_id: str) -> list[str]:
     """Install ids that still use the entity (an install may use it under several local names)."""
-    query = sa.select(entity_uses.c.install_id).where(entity_uses.c.entity_id == entity_id)
-    return sorted({r.install_id for r in conn.execute(query)})
+    return sorted({r.install_id for r in conn.execute(_REMAINING_USES, {"entity_id": entity_id})})
 
 
 def get_entity(conn: sa.Connection, zone_id: str, entity_id: str, lock: bool = False) -> Row | None:
-    query = sa.select(entities).where(entities.c.zone_id == zone_id, entities.c.id == entity_id)
-    if lock:
-        query = query.with_for_update()
-    found = conn.execute(query).first()
+    query = _GET_ENTITY_LOCKED if lock else _GET_ENTITY
+    found = conn.execute(query, {"zone_id": zone_id, "entity_id": entity_id}).first()
     return dict(found._mapping) if found else None
 
 
@@ -92,7 +101,7 @@ def update_entity(conn: sa.Connection, entity_id: str, changes: Row) -> None:
 
 
 def delete_entity(conn: sa.Connection, entity_id: str) -> None:
-    conn.execute(entities.delete().where(entities.c.id == entity_id))
+    conn.execute(_DELETE_ENTITY, {"entity_id": entity_id})
 
 
 def insert_use(conn: sa.Connection, row: Row) -> None:
@@ -131,9 +140,7 @@ def uses_of_entities(conn: sa.Connection, entity_ids: list[str]) -> dict[str, li
 
 
 def delete_use(conn: sa.Connection, install_id: str, local_name: str) -> None:
-    conn.execute(
-        entity_uses.delete().where(entity_uses.c.install_id == install_id, entity_uses.c.local_name == local_name)
-    )
+    conn.execute(_DELETE_USE, {"install_id": install_id, "local_name": local_name})
 
 
 def other_users(conn: sa.Connection, entity_id: str, install_id: str) -> list[str]:
