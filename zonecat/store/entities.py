@@ -68,13 +68,17 @@ def get_entity(conn: sa.Connection, zone_id: str, entity_id: str, lock: bool = F
 def by_natural_key(
     conn: sa.Connection, zone_id: str, entity_type: str, identifier: str, lock: bool = False
 ) -> Row | None:
-    query = sa.select(entities).where(
-        entities.c.zone_id == zone_id, entities.c.type == entity_type, entities.c.identifier == identifier
-    )
-    if lock:
-        query = query.with_for_update()
-    found = conn.execute(query).first()
+    query = _BY_NATURAL_KEY_LOCKED if lock else _BY_NATURAL_KEY
+    found = conn.execute(query, {"zone_id": zone_id, "type": entity_type, "identifier": identifier}).first()
     return dict(found._mapping) if found else None
+
+
+_BY_NATURAL_KEY = sa.select(entities).where(
+    entities.c.zone_id == sa.bindparam("zone_id"),
+    entities.c.type == sa.bindparam("type"),
+    entities.c.identifier == sa.bindparam("identifier"),
+)
+_BY_NATURAL_KEY_LOCKED = _BY_NATURAL_KEY.with_for_update()
 
 
 def list_entities(
@@ -108,20 +112,24 @@ def insert_use(conn: sa.Connection, row: Row) -> None:
     insert_row(conn, entity_uses, row)
 
 
+_USE_OF = sa.select(entity_uses).where(
+    entity_uses.c.install_id == sa.bindparam("install_id"), entity_uses.c.local_name == sa.bindparam("local_name")
+)
+_USES_OF_INSTALL = (
+    sa.select(entity_uses)
+    .where(entity_uses.c.install_id == sa.bindparam("install_id"))
+    .order_by(entity_uses.c.position, entity_uses.c.local_name)
+)
+
+
 def use_of(conn: sa.Connection, install_id: str, local_name: str) -> Row | None:
-    query = sa.select(entity_uses).where(entity_uses.c.install_id == install_id, entity_uses.c.local_name == local_name)
-    found = conn.execute(query).first()
+    found = conn.execute(_USE_OF, {"install_id": install_id, "local_name": local_name}).first()
     return dict(found._mapping) if found else None
 
 
 def uses_of_install(conn: sa.Connection, install_id: str) -> list[Row]:
     """Every use row of the install, in provisioning order."""
-    query = (
-        sa.select(entity_uses)
-        .where(entity_uses.c.install_id == install_id)
-        .order_by(entity_uses.c.position, entity_uses.c.local_name)
-    )
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [dict(r._mapping) for r in conn.execute(_USES_OF_INSTALL, {"install_id": install_id})]
 
 
 def uses_of_entity(conn: sa.Connection, entity_id: str) -> list[Row]:
@@ -143,15 +151,17 @@ def delete_use(conn: sa.Connection, install_id: str, local_name: str) -> None:
     conn.execute(_DELETE_USE, {"install_id": install_id, "local_name": local_name})
 
 
+_OTHER_USERS = _REMAINING_USES.where(entity_uses.c.install_id != sa.bindparam("install_id"))
+_BY_IDS = sa.select(entities).where(entities.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
 def other_users(conn: sa.Connection, entity_id: str, install_id: str) -> list[str]:
     """Install ids other than ``install_id`` that use the entity."""
-    query = sa.select(entity_uses.c.install_id).where(
-        entity_uses.c.entity_id == entity_id, entity_uses.c.install_id != install_id
-    )
-    return sorted({r.install_id for r in conn.execute(query)})
+    found = conn.execute(_OTHER_USERS, {"entity_id": entity_id, "install_id": install_id})
+    return sorted({r.install_id for r in found})
 
 
 def entities_by_ids(conn: sa.Connection, ids: list[str]) -> dict[str, Row]:
     if not ids:
         return {}
-    return {r.id: dict(r._mapping) for r in conn.execute(sa.select(entities).where(entities.c.id.in_(ids)))}
+    return {r.id: dict(r._mapping) for r in conn.execute(_BY_IDS, {"ids": list(ids)})}

@@ -17,13 +17,13 @@ def insert_install(conn: sa.Connection, row: Row) -> None:
     insert_row(conn, installs, row)
 
 
-def get_install(conn: sa.Connection, zone_id: str, install_id: str) -> Row | None:
-    query = sa.select(installs).where(installs.c.zone_id == zone_id, installs.c.id == install_id)
-    found = conn.execute(query).first()
-    return dict(found._mapping) if found else None
-
-
 _BY_ID = sa.select(installs).where(installs.c.id == sa.bindparam("install_id"))
+_IN_ZONE = _BY_ID.where(installs.c.zone_id == sa.bindparam("zone_id"))
+
+
+def get_install(conn: sa.Connection, zone_id: str, install_id: str) -> Row | None:
+    found = conn.execute(_IN_ZONE, {"zone_id": zone_id, "install_id": install_id}).first()
+    return dict(found._mapping) if found else None
 
 
 def install_by_id(conn: sa.Connection, install_id: str) -> Row | None:

@@ -29,20 +29,26 @@ def insert_task(conn: sa.Connection, row: Row, first_event: Row | None = None) -
     insert_event(conn, row["id"], 1, row["created_at_ms"], first_event["kind"], **fields)
 
 
+# Built once: task reads run on every request about a task or an install.
+_TASK_BY_ID = sa.select(tasks).where(tasks.c.id == sa.bindparam("task_id"))
+_TASK_IN_ZONE = _TASK_BY_ID.where(tasks.c.zone_id == sa.bindparam("zone_id"))
+_UNFINISHED_OF = sa.select(tasks).where(
+    tasks.c.install_id == sa.bindparam("install_id"), tasks.c.status.in_(("pending", "running"))
+)
+
+
 def get_task(conn: sa.Connection, zone_id: str, task_id: str) -> Row | None:
-    query = sa.select(tasks).where(tasks.c.zone_id == zone_id, tasks.c.id == task_id)
-    found = conn.execute(query).first()
+    found = conn.execute(_TASK_IN_ZONE, {"zone_id": zone_id, "task_id": task_id}).first()
     return dict(found._mapping) if found else None
 
 
 def task_by_id(conn: sa.Connection, task_id: str) -> Row | None:
-    found = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()
+    found = conn.execute(_TASK_BY_ID, {"task_id": task_id}).first()
     return dict(found._mapping) if found else None
 
 
 def unfinished_task_of(conn: sa.Connection, install_id: str) -> Row | None:
-    query = sa.select(tasks).where(tasks.c.install_id == install_id, tasks.c.status.in_(("pending", "running")))
-    found = conn.execute(query).first()
+    found = conn.execute(_UNFINISHED_OF, {"install_id": install_id}).first()
     return dict(found._mapping) if found else None
 
 
