@@ -5,8 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
 
 from zonecat import errors
+from zonecat.store import zones as zone_store
 
 TOKEN_PREFIX = "zc_"
 
@@ -51,3 +55,12 @@ def hash_token(token: str) -> str:
 
 def generate_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def visible_zone(conn: sa.Connection, principal: Principal, zone_id: str) -> dict[str, Any]:
+    """The zone, if this token may see it; 404 otherwise (never revealing that it exists)."""
+    principal.require_zone(zone_id)
+    row = zone_store.get_zone(conn, principal.organization_id, zone_id)
+    if row is None:
+        raise errors.NotFound(f"zone {zone_id} not found")
+    return row

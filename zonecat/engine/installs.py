@@ -12,14 +12,13 @@ import sqlalchemy as sa
 from zonecat import errors
 from zonecat.clock import now_ms, rfc3339
 from zonecat.domain import idempotency, schemas
-from zonecat.engine.access import Principal
+from zonecat.engine.access import Principal, visible_zone
 from zonecat.engine.released import RELEASED
 from zonecat.ids import new_id
 from zonecat.store import entities as entity_store
 from zonecat.store import installs as install_store
 from zonecat.store import packages as package_store
 from zonecat.store import tasks as task_store
-from zonecat.store import zones as zone_store
 from zonecat.store.database import Database
 
 Row = dict[str, Any]
@@ -128,14 +127,14 @@ def _request_install(
     if db.is_sqlite:
         try:
             with db.read() as conn:
-                _require_zone(conn, principal, zone_id)
+                visible_zone(conn, principal, zone_id)
                 prepared = _decide(conn, principal, zone_id, body, max_inputs_bytes)
         except errors.ZonecatError:
             prepared = None
     now = now_ms()
     with db.write() as conn:
         if prepared is None:
-            _require_zone(conn, principal, zone_id)
+            visible_zone(conn, principal, zone_id)
         replayed = _replay(conn, principal, info)
         if replayed is not None:
             return replayed, False
@@ -166,13 +165,6 @@ def _request_install(
         )
         _remember(conn, principal, info, task["id"], now)
     return task, True
-
-
-def _require_zone(conn: sa.Connection, principal: Principal, zone_id: str) -> None:
-    """404 unless the zone exists and the token may see it (never revealing which)."""
-    principal.require_zone(zone_id)
-    if zone_store.get_zone(conn, principal.organization_id, zone_id) is None:
-        raise errors.NotFound(f"zone {zone_id} not found")
 
 
 def _decide(conn: sa.Connection, principal: Principal, zone_id: str, body: Row, max_inputs_bytes: int) -> _Prepared:

@@ -4,26 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import Request
 
 from zonecat import errors
 from zonecat.domain import idempotency
 from zonecat.domain.paging import PageRequest
-from zonecat.engine.access import Principal
 from zonecat.engine.installs import RequestInfo
-from zonecat.store import zones as zone_store
 
 Row = dict[str, Any]
-
-
-def zone_row(conn: sa.Connection, principal: Principal, zone_id: str) -> Row:
-    """The zone, if this token may see it; 404 otherwise (never revealing that it exists)."""
-    principal.require_zone(zone_id)
-    row = zone_store.get_zone(conn, principal.organization_id, zone_id)
-    if row is None:
-        raise errors.NotFound(f"zone {zone_id} not found")
-    return row
 
 
 def absolute_url(request: Request, path: str) -> str:

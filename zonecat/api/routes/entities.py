@@ -13,9 +13,10 @@ from zonecat import errors
 from zonecat.api import docs, models, views
 from zonecat.api.auth import Auth, Ctx
 from zonecat.api.bodies import json_body, require_object
-from zonecat.api.routes.common import page_request, zone_row
+from zonecat.api.routes.common import page_request
 from zonecat.domain.entity_types import ENTITY_TYPES, EntityType
 from zonecat.engine import entities as entity_service
+from zonecat.engine.access import visible_zone
 from zonecat.store import entities as entity_store
 
 router = APIRouter(tags=["entities"])
@@ -38,7 +39,7 @@ def list_entities(
         )
     page_req = page_request(request)
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         page = entity_store.list_entities(conn, zone_id, page_req, type, install_id, identifier)
         uses = entity_store.uses_of_entities(conn, [row["id"] for row in page.items])
     items = [views.entity_view(row, uses.get(row["id"], [])) for row in page.items]
@@ -48,7 +49,7 @@ def list_entities(
 @router.get("/zones/{zone_id}/entities/{entity_id}", responses=docs.responses(200, models.Entity))
 def get_entity(zone_id: str, entity_id: str, principal: Auth, ctx: Ctx) -> JSONResponse:
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         row = entity_store.get_entity(conn, zone_id, entity_id)
         if row is None:
             raise errors.NotFound(f"entity {entity_id} not found")
@@ -77,7 +78,7 @@ def _register(entity_type: EntityType) -> None:
 
         def work() -> dict[str, Any]:
             with ctx.db.read() as conn:
-                zone_row(conn, principal, zone_id)
+                visible_zone(conn, principal, zone_id)
             return views.typed_entity_view(entity_service.create_entity(ctx.db, principal, zone_id, entity_type, body))
 
         return JSONResponse(await run_in_threadpool(work), status_code=201)
@@ -92,7 +93,7 @@ def _register(entity_type: EntityType) -> None:
     def list_(zone_id: str, request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
         page_req = page_request(request)
         with ctx.db.read() as conn:
-            zone_row(conn, principal, zone_id)
+            visible_zone(conn, principal, zone_id)
             page = entity_store.list_entities(conn, zone_id, page_req, entity_type.name)
         return JSONResponse(views.typed_page_body(page, [views.typed_entity_view(row) for row in page.items]))
 
@@ -104,7 +105,7 @@ def _register(entity_type: EntityType) -> None:
     )
     def get(zone_id: str, entity_id: str, principal: Auth, ctx: Ctx) -> JSONResponse:
         with ctx.db.read() as conn:
-            zone_row(conn, principal, zone_id)
+            visible_zone(conn, principal, zone_id)
             row = entity_service.get_typed(conn, zone_id, entity_type, entity_id)
         return JSONResponse(views.typed_entity_view(row))
 
@@ -123,7 +124,7 @@ def _register(entity_type: EntityType) -> None:
 
         def work() -> dict[str, Any]:
             with ctx.db.read() as conn:
-                zone_row(conn, principal, zone_id)
+                visible_zone(conn, principal, zone_id)
             row = entity_service.update_entity(ctx.db, principal, zone_id, entity_type, entity_id, body)
             return views.typed_entity_view(row)
 
@@ -139,7 +140,7 @@ def _register(entity_type: EntityType) -> None:
     def delete(zone_id: str, entity_id: str, principal: Auth, ctx: Ctx) -> Response:
         principal.require_write(zone_id)
         with ctx.db.read() as conn:
-            zone_row(conn, principal, zone_id)
+            visible_zone(conn, principal, zone_id)
         entity_service.delete_entity(ctx.db, principal, zone_id, entity_type, entity_id)
         return Response(status_code=204)
 

@@ -15,11 +15,12 @@ from zonecat.api.bodies import json_body, require_object
 from zonecat.api.context import AppContext
 from zonecat.api.errors import request_id_of
 from zonecat.api.reads import read_direct
-from zonecat.api.routes.common import absolute_url, page_request, request_info, zone_row
+from zonecat.api.routes.common import absolute_url, page_request, request_info
 from zonecat.domain.manifest import Manifest
 from zonecat.domain.paging import decimal_digits
 from zonecat.domain.states import InstallStatus
 from zonecat.engine import installs as install_service
+from zonecat.engine.access import visible_zone
 from zonecat.engine.views import entity_href
 from zonecat.store import entities as entity_store
 from zonecat.store import hot
@@ -156,7 +157,7 @@ def list_installs(zone_id: str, request: Request, principal: Auth, ctx: Ctx, sta
         )
     page_req = page_request(request)
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         page = install_store.list_installs(conn, zone_id, page_req, status)
         return JSONResponse(views.page_body(page, [views.install_view(conn, row) for row in page.items]))
 
@@ -165,7 +166,7 @@ def list_installs(zone_id: str, request: Request, principal: Auth, ctx: Ctx, sta
 def get_install(zone_id: str, install_id: str, principal: Auth, ctx: Ctx) -> JSONResponse:
     """One install, with its outputs and a link to every entity it uses."""
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         row = install_store.get_install(conn, zone_id, install_id)
         if row is None:
             raise errors.NotFound(f"install {install_id} not found")
@@ -199,7 +200,7 @@ async def delete_install(request: Request) -> JSONResponse:
 
     def work() -> dict[str, Any]:
         with ctx.db.read() as conn:
-            zone_row(conn, principal, zone_id)
+            visible_zone(conn, principal, zone_id)
         task = install_service.request_delete(ctx.db, principal, zone_id, install_id, info)
         ctx.wake_worker()
         return _current_view(ctx, task)
@@ -231,7 +232,7 @@ def list_tasks(
         )
     page_req = page_request(request)
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         page = task_store.list_tasks(conn, zone_id, page_req, install_id, status, operation)
         return JSONResponse(views.page_body(page, views.task_views(conn, page.items)))
 
@@ -270,7 +271,7 @@ def list_task_events(zone_id: str, task_id: str, request: Request, principal: Au
             "limit must be between 1 and 1000", [errors.Detail("limit", "out of range", "bad_request")]
         )
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         if task_store.get_task(conn, zone_id, task_id) is None:
             raise errors.NotFound(f"task {task_id} not found")
         rows = task_store.list_events(conn, task_id, start, limit + 1)
@@ -288,7 +289,7 @@ def install_graph(zone_id: str, install_id: str, principal: Auth, ctx: Ctx) -> J
     """The install's entity graph: one node per local name (with the entity it resolved to), edges to what each
     depends on."""
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         install = install_store.get_install(conn, zone_id, install_id)
         if install is None:
             raise errors.NotFound(f"install {install_id} not found")

@@ -10,8 +10,9 @@ from zonecat import errors
 from zonecat.api import docs, models, views
 from zonecat.api.auth import Auth, Ctx
 from zonecat.api.bodies import json_body, require_object
-from zonecat.api.routes.common import page_request, zone_row
+from zonecat.api.routes.common import page_request
 from zonecat.engine import packages as package_service
+from zonecat.engine.access import visible_zone
 from zonecat.store import packages as package_store
 
 router = APIRouter(tags=["packages"])
@@ -30,7 +31,7 @@ def list_packages(
     page_req = page_request(request)
     kinds = [k.strip() for k in kind.split(",") if k.strip()] if kind else None
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         page = package_store.list_packages(conn, principal.organization_id, zone_id, page_req, slug, kinds)
         return JSONResponse(views.page_body(page, [views.package_view(conn, row) for row in page.items]))
 
@@ -50,7 +51,7 @@ async def create_package(zone_id: str, request: Request, principal: Auth, ctx: C
 
     def work() -> JSONResponse:
         with ctx.db.read() as conn:
-            zone_row(conn, principal, zone_id)
+            visible_zone(conn, principal, zone_id)
         row = package_service.create_package(ctx.db, principal, zone_id, body["manifest"])
         with ctx.db.read() as conn:
             # Rendered here too: a large manifest's JSON would hold the event loop otherwise.
@@ -63,7 +64,7 @@ async def create_package(zone_id: str, request: Request, principal: Auth, ctx: C
 def get_package(zone_id: str, package_id: str, principal: Auth, ctx: Ctx) -> JSONResponse:
     """One package by id or slug."""
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         row = package_service.find_visible(conn, principal, zone_id, package_id)
         return JSONResponse(views.package_view(conn, row))
 
@@ -77,7 +78,7 @@ def delete_package(zone_id: str, package_id: str, principal: Auth, ctx: Ctx) -> 
     """Delete a zone package (409 while any of its installs is not deleted; 403 for global packages)."""
     principal.require_write(zone_id)
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
     package_service.delete_package(ctx.db, principal, zone_id, package_id)
     return Response(status_code=204)
 
@@ -86,7 +87,7 @@ def delete_package(zone_id: str, package_id: str, principal: Auth, ctx: Ctx) -> 
 def get_draft(zone_id: str, package_id: str, principal: Auth, ctx: Ctx) -> JSONResponse:
     """The package's editable draft."""
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         row = package_service.find_visible(conn, principal, zone_id, package_id)
     return JSONResponse(views.draft_view(row), headers={"ETag": f'"{row["draft_sha"]}"'})
 
@@ -111,7 +112,7 @@ async def put_draft(zone_id: str, package_id: str, request: Request, principal: 
 
     def work() -> JSONResponse:
         with ctx.db.read() as conn:
-            zone_row(conn, principal, zone_id)
+            visible_zone(conn, principal, zone_id)
         row = package_service.replace_draft(ctx.db, principal, zone_id, package_id, body["manifest"], if_match)
         view = views.draft_view(row)
         return JSONResponse(view, headers={"ETag": f'"{view["manifest_sha"]}"'})
@@ -128,7 +129,7 @@ def list_versions(zone_id: str, package_id: str, request: Request, principal: Au
     """The package's released versions, newest first."""
     page_req = page_request(request)
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         package = package_service.find_visible(conn, principal, zone_id, package_id)
         page = package_store.list_versions(conn, package["id"], page_req)
     return JSONResponse(views.page_body(page, [views.version_view(row) for row in page.items]))
@@ -153,7 +154,7 @@ async def release_version(zone_id: str, package_id: str, request: Request, princ
 
     def work() -> JSONResponse:
         with ctx.db.read() as conn:
-            zone_row(conn, principal, zone_id)
+            visible_zone(conn, principal, zone_id)
         version = package_service.release(ctx.db, principal, zone_id, package_id, expected)
         return JSONResponse(views.version_view(version), status_code=201)
 
@@ -167,7 +168,7 @@ async def release_version(zone_id: str, package_id: str, request: Request, princ
 def get_version(zone_id: str, package_id: str, version_id: str, principal: Auth, ctx: Ctx) -> JSONResponse:
     """One version by id or by number."""
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         package = package_service.find_visible(conn, principal, zone_id, package_id)
         row = package_service.find_version(conn, package["id"], version_id)
     if row is None:
@@ -183,5 +184,5 @@ def archive_version(zone_id: str, package_id: str, version_id: str, principal: A
     """Archive a version: it stays readable and installed, but cannot be installed again."""
     principal.require_write(zone_id)
     with ctx.db.read() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
     return JSONResponse(views.version_view(package_service.archive(ctx.db, principal, zone_id, package_id, version_id)))

@@ -13,9 +13,9 @@ from zonecat import errors
 from zonecat.api import docs, models, views
 from zonecat.api.auth import Auth, Ctx
 from zonecat.api.bodies import json_body, require_object
-from zonecat.api.routes.common import page_request, zone_row
+from zonecat.api.routes.common import page_request
 from zonecat.clock import now_ms
-from zonecat.engine.access import generate_token, hash_token
+from zonecat.engine.access import generate_token, hash_token, visible_zone
 from zonecat.ids import new_id
 from zonecat.store import zones as zone_store
 
@@ -88,7 +88,7 @@ def list_zones(request: Request, principal: Auth, ctx: Ctx) -> JSONResponse:
 @router.get("/zones/{zone_id}", responses=docs.responses(200, models.Zone))
 def get_zone(zone_id: str, principal: Auth, ctx: Ctx) -> JSONResponse:
     with ctx.db.read() as conn:
-        return JSONResponse(views.zone_view(zone_row(conn, principal, zone_id)))
+        return JSONResponse(views.zone_view(visible_zone(conn, principal, zone_id)))
 
 
 @router.patch(
@@ -105,7 +105,7 @@ async def update_zone(zone_id: str, request: Request, principal: Auth, ctx: Ctx)
 
     def work() -> dict[str, Any]:
         with ctx.db.write() as conn:
-            row = zone_row(conn, principal, zone_id)
+            row = visible_zone(conn, principal, zone_id)
             changes: dict[str, Any] = {"updated_at_ms": now_ms()}
             if name is not None and name != row["name"]:
                 if zone_store.zone_by_name(conn, principal.organization_id, name) is not None:
@@ -127,7 +127,7 @@ def delete_zone(zone_id: str, principal: Auth, ctx: Ctx) -> Response:
     """Delete a zone that has no install left that is not deleted."""
     principal.require_write(zone_id)
     with ctx.db.write() as conn:
-        zone_row(conn, principal, zone_id)
+        visible_zone(conn, principal, zone_id)
         live = zone_store.live_install_count(conn, zone_id)
         if live:
             raise errors.Conflict(f"zone {zone_id} still has {live} install(s) that are not deleted")
