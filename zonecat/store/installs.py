@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,30 +50,24 @@ def move_install(
     return result.rowcount == 1
 
 
-_MOVES: dict[tuple[int, tuple[str, ...]], sa.Update] = {}
-
-
+@functools.cache
 def _move_statement(expected: int, keys: tuple[str, ...]) -> sa.Update:
     """The guarded UPDATE of ``move_install`` for one shape of call, built once (every task ends with one)."""
-    statement = _MOVES.get((expected, keys))
-    if statement is None:
-        unknown = set(keys) - set(installs.c.keys())
-        if unknown:
-            raise TypeError(f"installs has no columns {sorted(unknown)}")
-        statement = (
-            installs.update()
-            .where(
-                installs.c.id == sa.bindparam("install_id"),
-                installs.c.status.in_([sa.bindparam(f"expected_{index}") for index in range(expected)]),
-            )
-            .values(
-                status=sa.bindparam("new_status"),
-                updated_at_ms=sa.bindparam("at"),
-                **{key: sa.bindparam(f"set_{key}", type_=installs.c[key].type) for key in keys},
-            )
+    unknown = set(keys) - set(installs.c.keys())
+    if unknown:
+        raise TypeError(f"installs has no columns {sorted(unknown)}")
+    return (
+        installs.update()
+        .where(
+            installs.c.id == sa.bindparam("install_id"),
+            installs.c.status.in_([sa.bindparam(f"expected_{index}") for index in range(expected)]),
         )
-        _MOVES[(expected, keys)] = statement
-    return statement
+        .values(
+            status=sa.bindparam("new_status"),
+            updated_at_ms=sa.bindparam("at"),
+            **{key: sa.bindparam(f"set_{key}", type_=installs.c[key].type) for key in keys},
+        )
+    )
 
 
 def find_idempotency(

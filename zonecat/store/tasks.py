@@ -237,12 +237,17 @@ _CLAIM_ANNOUNCED = sa.text(
 
 def insert_event(conn: sa.Connection, task_id: str, seq: int, now: int, kind: str, **fields: Any) -> None:
     """Insert one event under a number already reserved on the task row (``claim(reserve_event=True)``, a new
-    task's seq 1, ``append_event``)."""
+    task's seq 1)."""
+    conn.execute(_INSERT_EVENT, _event_row(task_id, seq, now, kind, fields))
+
+
+def _event_row(task_id: str, seq: int, now: int, kind: str, fields: Row) -> Row:
+    """The task_events row of one event; refuses fields that are not event columns."""
     unknown = set(fields) - set(_EVENT_COLUMNS)
     if unknown:
         raise TypeError(f"unknown event fields: {sorted(unknown)}")
     row = {name: fields.get(name) for name in _EVENT_COLUMNS}
-    conn.execute(_INSERT_EVENT, {"task_id": task_id, "seq": seq, "created_at_ms": now, "kind": kind, **row})
+    return {"task_id": task_id, "seq": seq, "created_at_ms": now, "kind": kind, **row}
 
 
 # Built once: the lease is renewed on every entity step, so the statement is reused rather than rebuilt.
@@ -319,11 +324,9 @@ def update_owned(conn: sa.Connection, task_id: str, worker_id: str, now: int, **
 
 def append_event(conn: sa.Connection, task_id: str, now: int, kind: str, **fields: Any) -> int:
     """Append one event; its ``seq`` is the task's next (the task row's counter serialises writers)."""
-    unknown = set(fields) - set(_EVENT_COLUMNS)
-    if unknown:  # checked before the counter moves
-        raise TypeError(f"unknown event fields: {sorted(unknown)}")
-    seq = int(conn.execute(_NEXT_SEQ, {"task_id": task_id}).scalar_one())
-    insert_event(conn, task_id, seq, now, kind, **fields)
+    row = _event_row(task_id, 0, now, kind, fields)  # built, and its fields checked, before the counter moves
+    row["seq"] = seq = int(conn.execute(_NEXT_SEQ, {"task_id": task_id}).scalar_one())
+    conn.execute(_INSERT_EVENT, row)
     return seq
 
 
@@ -374,13 +377,10 @@ def journal(
         return False
     if events:
         first = int(last) - len(events) + 1
-        rows = []
-        for offset, event in enumerate(events):
-            unknown = set(event) - {"kind", *_EVENT_COLUMNS}
-            if unknown:
-                raise TypeError(f"unknown event fields: {sorted(unknown)}")
-            row = {name: event.get(name) for name in _EVENT_COLUMNS}
-            rows.append({"task_id": task_id, "seq": first + offset, "created_at_ms": now, "kind": event["kind"], **row})
+        rows = [
+            _event_row(task_id, first + offset, now, event["kind"], {k: v for k, v in event.items() if k != "kind"})
+            for offset, event in enumerate(events)
+        ]
         conn.execute(_INSERT_EVENT, rows)
     return True
 
