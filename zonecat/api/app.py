@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
@@ -43,9 +44,12 @@ def create_app(ctx: AppContext) -> FastAPI:
     # solving, the endpoint wrapper) cost more than the rest of a task read. Their handlers take only the request
     # and answer with a Response, so nothing of FastAPI's is missed; their APIRoutes stay in ``installs.router``
     # for the OpenAPI document (unchanged) and are never reached for these methods.
-    for position, (path, endpoint, method) in enumerate(installs.LEAN_ROUTES):
-        lean = Route(path, endpoint, methods=[method])
-        lean.methods = {method}  # Starlette adds HEAD to a GET route; no route of the API answers HEAD
+    documented = {route.endpoint: route for route in installs.router.routes if isinstance(route, APIRoute)}
+    for position, endpoint in enumerate(installs.LEAN_ENDPOINTS):
+        route = documented[endpoint]
+        methods = set(route.methods or ())
+        lean = Route(route.path, endpoint, methods=list(methods))
+        lean.methods = methods  # Starlette adds HEAD to a GET route; no route of the API answers HEAD
         app.router.routes.insert(position, lean)
     app.add_exception_handler(errors.ZonecatError, api_errors.on_zonecat_error)
     app.add_exception_handler(RequestValidationError, api_errors.on_validation_error)

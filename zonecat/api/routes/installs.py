@@ -52,13 +52,10 @@ def _accepted(request: Request, zone_id: str, task: dict[str, Any], body: dict[s
     return JSONResponse(body, status_code=202, headers={"Location": location})
 
 
-TASK_PATH = "/zones/{zone_id}/catalog_tasks/{task_id}"
-
-
 # The route clients poll. ``create_app`` serves it through a plain Starlette route ahead of every router; this
 # APIRoute documents it.
 @router.get(
-    TASK_PATH,
+    "/zones/{zone_id}/catalog_tasks/{task_id}",
     responses={
         **docs.responses(200, models.Task),
         303: {
@@ -326,8 +323,4 @@ def install_graph(zone_id: str, install_id: str, principal: Auth, ctx: Ctx) -> J
 
 
 # Served by plain Starlette routes ahead of every router (``create_app``), in this order.
-LEAN_ROUTES = (
-    (TASK_PATH, get_task, "GET"),
-    ("/zones/{zone_id}/installs", create_install, "POST"),
-    ("/zones/{zone_id}/installs/{install_id}", delete_install, "DELETE"),
-)
+LEAN_ENDPOINTS = (get_task, create_install, delete_install)
