@@ -4,7 +4,7 @@
 
   B1  GET a task (?redirect=false) under wrk, next to a bare FastAPI app returning the same bytes (the ceiling)
   B2  one install of a 3-entity package, POST to completed: p50 / p99
-  B3  sustained installs of a 3-entity package from 8 clients, SQLite, one process: completed installs/s
+  B3  sustained installs of a 3-entity package from 8 wrk connections, SQLite, one process: completed installs/s
   B4  installs/s on PostgreSQL with 1, 2, 4 worker processes vs procrastinate no-op jobs/s with as many workers
   B5  install and delete of packages of 10, 100, 1,000 and 10,000 entities: seconds, and t(10k) / t(1k)
   B6  a page of 100 tasks at the start, middle and end of 1,000,000 tasks, after and before cursors

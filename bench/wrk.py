@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.servers import TOKEN
 
@@ -74,3 +76,53 @@ def run_wrk(url: str, seconds: int, threads: int = 2, connections: int = 32) -> 
     if non_2xx:
         errors += int(non_2xx[1])
     return WrkResult(float(rate[1]), int(total[1]), _ms(p50[1]), _ms(p99[1]), errors)
+
+
+POST_SCRIPT = Path(__file__).with_name("post_installs.lua")
+
+
+def post_installs(base_url: str, zone_id: str, package_id: str, count: int, clients: int, prefix: str) -> None:
+    """POST ``count`` installs of the package, each with inputs ``{"run": "<prefix>-<client>-<n>"}``, from
+    ``clients`` connections that each send one request at a time; raise unless every one was accepted (202).
+
+    wrk does the sending: a load generator in C costs ~50 µs of CPU a request, where an httpx client costs over
+    1 ms. On a 2-core machine the client's CPU is taken from the server it measures (procrastinate's side of B4
+    defers its jobs in one call)."""
+    command = [
+        ensure_wrk(),
+        f"-t{clients}",
+        f"-c{clients}",  # one connection per thread: exactly its share, never a request more
+        "-d600s",  # an upper bound: the script stops every thread after its share
+        "-s",
+        str(POST_SCRIPT),
+        "-H",
+        f"Authorization: Bearer {TOKEN}",
+        base_url,
+        "--",
+        str(count),
+        f"/zones/{zone_id}/installs",
+        package_id,
+        prefix,
+        str(clients),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        finished = 0
+        while finished < clients and (line := process.stdout.readline()):
+            lines.append(line)
+            finished += line.strip() == "ZONECAT thread done"
+        process.send_signal(signal.SIGINT)  # wrk would otherwise sleep out its -d: its summary follows at once
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    out = "".join(lines) + rest
+    found = re.search(r"^ZONECAT accepted=(\d+) refused=(\d+)$", out, re.MULTILINE)
+    if process.returncode != 0 or not found:
+        raise RuntimeError(f"wrk exited with {process.returncode}; its output:\n{out}")
+    accepted, refused = int(found[1]), int(found[2])
+    if accepted != count or refused:
+        raise RuntimeError(f"wrk: {accepted} installs accepted, {refused} refused, {count} sent:\n{out}")

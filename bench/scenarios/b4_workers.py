@@ -2,7 +2,8 @@
 procrastinate running the same number of no-op jobs with 1, 2 and 4 worker processes on the same server (its own
 database), in the same run; and, for reference, zonecat on SQLite (one process).
 
-zonecat is timed from the first POST until every task is completed (8 clients POST the installs one by one).
+zonecat is timed from the first POST until every task is completed (8 wrk connections POST the installs, one at
+a time each).
 procrastinate is timed from the defer (one ``batch_defer`` of all jobs, workers already running and registered)
 until every job is ``succeeded`` (polled every 10 ms).
 """
@@ -152,7 +153,7 @@ def run(quick: bool) -> Outcome:
         checks,
         [
             f"{installs} zonecat installs (3 entities each) vs {installs} procrastinate no-op jobs per worker count; "
-            "procrastinate's jobs are deferred in one batch_defer, zonecat's installs are POSTed by 8 clients",
+            "procrastinate's jobs are deferred in one batch_defer, zonecat's installs are POSTed by 8 wrk connections",
         ],
     )
 
