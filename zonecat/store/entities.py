@@ -9,6 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
+from zonecat.store.prepared import Prepared
 from zonecat.store.schema import entities, entity_uses, insert_row
 
 Row = dict[str, Any]
@@ -29,56 +30,63 @@ def insert_entity_if_absent(conn: sa.Connection, row: Row) -> bool:
     unknown = set(row) - set(entities.c.keys())
     if unknown:
         raise TypeError(f"entities has no columns {sorted(unknown)}")
-    return conn.execute(_INSERT_IF_ABSENT[conn.dialect.name], row).first() is not None
+    return _INSERT_IF_ABSENT.first(conn, row) is not None
 
 
 _NATURAL_KEY = ["zone_id", "type", "identifier"]
-# Built once per dialect: the compiled statement is cached and reused on every entity step.
-_INSERT_IF_ABSENT: dict[str, sa.Executable] = {
-    "postgresql": postgresql.insert(entities)
-    .on_conflict_do_nothing(index_elements=_NATURAL_KEY)
-    .returning(entities.c.id),
-    "sqlite": sqlite.insert(entities).on_conflict_do_nothing(index_elements=_NATURAL_KEY).returning(entities.c.id),
-}
+# Built once per dialect, and run through the driver on every entity step.
+_INSERT_IF_ABSENT = Prepared(
+    {
+        "postgresql": postgresql.insert(entities)
+        .on_conflict_do_nothing(index_elements=_NATURAL_KEY)
+        .returning(entities.c.id),
+        "sqlite": sqlite.insert(entities).on_conflict_do_nothing(index_elements=_NATURAL_KEY).returning(entities.c.id),
+    }
+)
 
 
 # The statements every delete step runs, built once (building one cost more than running it on SQLite).
-_REMAINING_USES = sa.select(entity_uses.c.install_id).where(entity_uses.c.entity_id == sa.bindparam("entity_id"))
-_GET_ENTITY = sa.select(entities).where(
+_REMAINING_USES_STATEMENT = sa.select(entity_uses.c.install_id).where(
+    entity_uses.c.entity_id == sa.bindparam("entity_id")
+)
+_REMAINING_USES = Prepared(_REMAINING_USES_STATEMENT)
+_GET_ENTITY_STATEMENT = sa.select(entities).where(
     entities.c.zone_id == sa.bindparam("zone_id"), entities.c.id == sa.bindparam("entity_id")
 )
-_GET_ENTITY_LOCKED = _GET_ENTITY.with_for_update()
-_DELETE_ENTITY = entities.delete().where(entities.c.id == sa.bindparam("entity_id"))
-_DELETE_USE = entity_uses.delete().where(
-    entity_uses.c.install_id == sa.bindparam("install_id"), entity_uses.c.local_name == sa.bindparam("local_name")
+_GET_ENTITY = Prepared(_GET_ENTITY_STATEMENT)
+_GET_ENTITY_LOCKED = Prepared(_GET_ENTITY_STATEMENT.with_for_update())
+_DELETE_ENTITY = Prepared(entities.delete().where(entities.c.id == sa.bindparam("entity_id")))
+_DELETE_USE = Prepared(
+    entity_uses.delete().where(
+        entity_uses.c.install_id == sa.bindparam("install_id"), entity_uses.c.local_name == sa.bindparam("local_name")
+    )
 )
 
 
 def remaining_uses(conn: sa.Connection, entity_id: str) -> list[str]:
     """Install ids that still use the entity (an install may use it under several local names)."""
-    return sorted({r.install_id for r in conn.execute(_REMAINING_USES, {"entity_id": entity_id})})
+    return sorted({r["install_id"] for r in _REMAINING_USES.rows(conn, {"entity_id": entity_id})})
 
 
 def get_entity(conn: sa.Connection, zone_id: str, entity_id: str, lock: bool = False) -> Row | None:
     query = _GET_ENTITY_LOCKED if lock else _GET_ENTITY
-    found = conn.execute(query, {"zone_id": zone_id, "entity_id": entity_id}).first()
-    return dict(found._mapping) if found else None
+    return query.first(conn, {"zone_id": zone_id, "entity_id": entity_id})
 
 
 def by_natural_key(
     conn: sa.Connection, zone_id: str, entity_type: str, identifier: str, lock: bool = False
 ) -> Row | None:
     query = _BY_NATURAL_KEY_LOCKED if lock else _BY_NATURAL_KEY
-    found = conn.execute(query, {"zone_id": zone_id, "type": entity_type, "identifier": identifier}).first()
-    return dict(found._mapping) if found else None
+    return query.first(conn, {"zone_id": zone_id, "type": entity_type, "identifier": identifier})
 
 
-_BY_NATURAL_KEY = sa.select(entities).where(
+_BY_NATURAL_KEY_STATEMENT = sa.select(entities).where(
     entities.c.zone_id == sa.bindparam("zone_id"),
     entities.c.type == sa.bindparam("type"),
     entities.c.identifier == sa.bindparam("identifier"),
 )
-_BY_NATURAL_KEY_LOCKED = _BY_NATURAL_KEY.with_for_update()
+_BY_NATURAL_KEY = Prepared(_BY_NATURAL_KEY_STATEMENT)
+_BY_NATURAL_KEY_LOCKED = Prepared(_BY_NATURAL_KEY_STATEMENT.with_for_update())
 
 
 def list_entities(
@@ -105,7 +113,7 @@ def update_entity(conn: sa.Connection, entity_id: str, changes: Row) -> None:
 
 
 def delete_entity(conn: sa.Connection, entity_id: str) -> None:
-    conn.execute(_DELETE_ENTITY, {"entity_id": entity_id})
+    _DELETE_ENTITY.rowcount(conn, {"entity_id": entity_id})
 
 
 def insert_use(conn: sa.Connection, row: Row) -> None:
@@ -148,10 +156,10 @@ def uses_of_entities(conn: sa.Connection, entity_ids: list[str]) -> dict[str, li
 
 
 def delete_use(conn: sa.Connection, install_id: str, local_name: str) -> None:
-    conn.execute(_DELETE_USE, {"install_id": install_id, "local_name": local_name})
+    _DELETE_USE.rowcount(conn, {"install_id": install_id, "local_name": local_name})
 
 
-_OTHER_USERS = _REMAINING_USES.where(entity_uses.c.install_id != sa.bindparam("install_id"))
+_OTHER_USERS = _REMAINING_USES_STATEMENT.where(entity_uses.c.install_id != sa.bindparam("install_id"))
 _BY_IDS = sa.select(entities).where(entities.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 

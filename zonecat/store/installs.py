@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
+from zonecat.store.prepared import Prepared
 from zonecat.store.schema import idempotency_keys, insert_row, installs
 
 Row = dict[str, Any]
@@ -18,18 +19,17 @@ def insert_install(conn: sa.Connection, row: Row) -> None:
     insert_row(conn, installs, row)
 
 
-_BY_ID = sa.select(installs).where(installs.c.id == sa.bindparam("install_id"))
-_IN_ZONE = _BY_ID.where(installs.c.zone_id == sa.bindparam("zone_id"))
+_BY_ID_STATEMENT = sa.select(installs).where(installs.c.id == sa.bindparam("install_id"))
+_BY_ID = Prepared(_BY_ID_STATEMENT)
+_IN_ZONE = Prepared(_BY_ID_STATEMENT.where(installs.c.zone_id == sa.bindparam("zone_id")))
 
 
 def get_install(conn: sa.Connection, zone_id: str, install_id: str) -> Row | None:
-    found = conn.execute(_IN_ZONE, {"zone_id": zone_id, "install_id": install_id}).first()
-    return dict(found._mapping) if found else None
+    return _IN_ZONE.first(conn, {"zone_id": zone_id, "install_id": install_id})
 
 
 def install_by_id(conn: sa.Connection, install_id: str) -> Row | None:
-    found = conn.execute(_BY_ID, {"install_id": install_id}).first()
-    return dict(found._mapping) if found else None
+    return _BY_ID.first(conn, {"install_id": install_id})
 
 
 def list_installs(conn: sa.Connection, zone_id: str, request: PageRequest, status: str | None = None) -> Page:
@@ -46,17 +46,16 @@ def move_install(
     params = {f"set_{key}": value for key, value in changes.items()}
     params.update({f"expected_{index}": value for index, value in enumerate(expected)})
     params.update({"install_id": install_id, "new_status": status, "at": now})
-    result = conn.execute(_move_statement(len(expected), tuple(sorted(changes))), params)
-    return result.rowcount == 1
+    return _move_statement(len(expected), tuple(sorted(changes))).rowcount(conn, params) == 1
 
 
 @functools.cache
-def _move_statement(expected: int, keys: tuple[str, ...]) -> sa.Update:
+def _move_statement(expected: int, keys: tuple[str, ...]) -> Prepared:
     """The guarded UPDATE of ``move_install`` for one shape of call, built once (every task ends with one)."""
     unknown = set(keys) - set(installs.c.keys())
     if unknown:
         raise TypeError(f"installs has no columns {sorted(unknown)}")
-    return (
+    return Prepared(
         installs.update()
         .where(
             installs.c.id == sa.bindparam("install_id"),

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
+from zonecat.store.prepared import Prepared
 from zonecat.store.schema import insert_row, installs, package_versions, packages
 
 Row = dict[str, Any]
@@ -36,59 +37,63 @@ _PACKAGE_BRIEF = (packages.c.id, packages.c.slug)
 _VERSION_BRIEF = (package_versions.c.id, package_versions.c.version, package_versions.c.archived_at_ms)
 
 
-# Built once, with bound parameters: an install request makes these reads every time.
-_FIND_PACKAGE_BRIEF = sa.select(*_PACKAGE_BRIEF).where(
-    packages.c.organization_id == sa.bindparam("organization_id"),
-    packages.c.zone_key.in_([GLOBAL, sa.bindparam("zone_id")]),
-    sa.or_(packages.c.id == sa.bindparam("ref"), packages.c.slug == sa.bindparam("ref")),
+# Built once, with bound parameters, and run through the driver: an install request makes these reads every time.
+_FIND_PACKAGE_BRIEF = Prepared(
+    sa.select(*_PACKAGE_BRIEF).where(
+        packages.c.organization_id == sa.bindparam("organization_id"),
+        packages.c.zone_key.in_([GLOBAL, sa.bindparam("zone_id")]),
+        sa.or_(packages.c.id == sa.bindparam("ref"), packages.c.slug == sa.bindparam("ref")),
+    )
 )
-_CURRENT_VERSION_BRIEF = (
+_CURRENT_VERSION_BRIEF = Prepared(
     sa.select(*_VERSION_BRIEF)
     .where(package_versions.c.package_id == sa.bindparam("package_id"), package_versions.c.archived_at_ms.is_(None))
     .order_by(package_versions.c.version.desc())
     .limit(1)
 )
-_FIND_VERSION_BRIEF = sa.select(*_VERSION_BRIEF).where(
-    package_versions.c.package_id == sa.bindparam("package_id"), package_versions.c.version == sa.bindparam("number")
+_FIND_VERSION_BRIEF = Prepared(
+    sa.select(*_VERSION_BRIEF).where(
+        package_versions.c.package_id == sa.bindparam("package_id"),
+        package_versions.c.version == sa.bindparam("number"),
+    )
 )
 
 
 def find_package_brief(conn: sa.Connection, organization_id: str, zone_id: str, ref: str) -> Row | None:
     """``find_package``, id and slug only."""
     params = {"organization_id": organization_id, "zone_id": zone_id, "ref": ref}
-    found = conn.execute(_FIND_PACKAGE_BRIEF, params).first()
-    return dict(found._mapping) if found else None
+    return _FIND_PACKAGE_BRIEF.first(conn, params)
 
 
 def current_version_brief(conn: sa.Connection, package_id: str) -> Row | None:
     """``current_version`` without its manifest: id, version, archived_at_ms."""
-    found = conn.execute(_CURRENT_VERSION_BRIEF, {"package_id": package_id}).first()
-    return dict(found._mapping) if found else None
+    return _CURRENT_VERSION_BRIEF.first(conn, {"package_id": package_id})
 
 
 def find_version_brief(conn: sa.Connection, package_id: str, number: int) -> Row | None:
     """The version numbered ``number``, without its manifest: id, version, archived_at_ms."""
-    found = conn.execute(_FIND_VERSION_BRIEF, {"package_id": package_id, "number": number}).first()
-    return dict(found._mapping) if found else None
+    return _FIND_VERSION_BRIEF.first(conn, {"package_id": package_id, "number": number})
 
 
-_INSTALLABLE = sa.select(package_versions.c.id).where(
-    package_versions.c.id == sa.bindparam("version_id"), package_versions.c.archived_at_ms.is_(None)
+_INSTALLABLE = Prepared(
+    sa.select(package_versions.c.id).where(
+        package_versions.c.id == sa.bindparam("version_id"), package_versions.c.archived_at_ms.is_(None)
+    )
 )
 
 
 def installable(conn: sa.Connection, version_id: str) -> bool:
     """Whether the version still exists and is not archived."""
-    return conn.execute(_INSTALLABLE, {"version_id": version_id}).first() is not None
+    return _INSTALLABLE.first(conn, {"version_id": version_id}) is not None
 
 
-_MANIFEST = sa.select(package_versions.c.manifest).where(package_versions.c.id == sa.bindparam("version_id"))
+_MANIFEST = Prepared(sa.select(package_versions.c.manifest).where(package_versions.c.id == sa.bindparam("version_id")))
 
 
 def version_manifest(conn: sa.Connection, version_id: str) -> Row | None:
     """The raw manifest of a version, by id."""
-    found = conn.execute(_MANIFEST, {"version_id": version_id}).first()
-    return dict(found.manifest) if found else None
+    found = _MANIFEST.first(conn, {"version_id": version_id})
+    return dict(found["manifest"]) if found else None
 
 
 def global_package_by_slug(conn: sa.Connection, organization_id: str, slug: str) -> Row | None:

@@ -3,8 +3,11 @@ queries. Times are integer Unix milliseconds (``*_ms``): comparable and identica
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 
+from zonecat.store.prepared import Prepared
 from zonecat.store.secrets import EncryptedJSON
 
 metadata = sa.MetaData()
@@ -204,9 +207,14 @@ idempotency_keys = sa.Table(
 
 
 def insert_row(conn: sa.Connection, table: sa.Table, row: dict[str, object]) -> None:
-    """Insert ``row`` into ``table``. Parameters rather than ``.values(**row)``: the compiled INSERT is cached and
-    reused. Unlike ``.values()``, parameters silently ignore unknown keys, so those are refused here."""
+    """Insert ``row`` into ``table``, through the driver (``Prepared``: compiled once per set of columns). Columns
+    the table lacks are refused."""
     unknown = set(row) - set(table.c.keys())
     if unknown:
         raise TypeError(f"{table.name} has no columns {sorted(unknown)}")
-    conn.execute(table.insert(), row)
+    _insert_of(table).rowcount(conn, row)
+
+
+@functools.cache
+def _insert_of(table: sa.Table) -> Prepared:
+    return Prepared(table.insert())

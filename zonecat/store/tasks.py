@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from zonecat.domain import workers
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
+from zonecat.store.prepared import Prepared
 from zonecat.store.schema import UNFINISHED, insert_row, task_events, tasks
 
 Row = dict[str, Any]
@@ -89,7 +90,7 @@ _DUE = sa.and_(
     ),
 )
 # Built once, with bound parameters: every claim runs them.
-_CANDIDATE = (
+_CANDIDATE = Prepared(
     sa.select(tasks.c.id, tasks.c.status, tasks.c.locked_by, tasks.c.locked_until_ms)
     .where(_DUE)
     .order_by(tasks.c.run_after_ms, tasks.c.id)
@@ -98,7 +99,7 @@ _CANDIDATE = (
 )
 
 
-def _take(lease_was_null: bool, reserve_event: bool) -> sa.Update:
+def _take(lease_was_null: bool, reserve_event: bool) -> Prepared:
     lease_guard = (
         tasks.c.locked_until_ms.is_(None) if lease_was_null else tasks.c.locked_until_ms == sa.bindparam("lease_was")
     )
@@ -111,7 +112,7 @@ def _take(lease_was_null: bool, reserve_event: bool) -> sa.Update:
     }
     if reserve_event:
         values["event_seq"] = tasks.c.event_seq + 1
-    return (
+    return Prepared(
         tasks.update()
         .where(tasks.c.id == sa.bindparam("task_id"), tasks.c.status == sa.bindparam("status_was"), lease_guard)
         .values(**values)
@@ -132,27 +133,26 @@ def claim(conn: sa.Connection, worker_id: str, now: int, lease_ms: int, reserve_
     expired lease). It returns the claimed row itself (``RETURNING``). With ``reserve_event`` it also reserves the
     task's next event number, returned as ``event_seq``, for the caller's ``insert_event``.
     """
-    found = conn.execute(_CANDIDATE, {"now": now}).first()
+    found = _CANDIDATE.first(conn, {"now": now})
     if found is None:
         return None
     params = {
-        "task_id": found.id,
-        "status_was": found.status,
-        "lease_was": found.locked_until_ms,
+        "task_id": found["id"],
+        "status_was": found["status"],
+        "lease_was": found["locked_until_ms"],
         "worker": worker_id,
         "lease_until": now + lease_ms,
         "at": now,
     }
-    if found.locked_until_ms is None:
+    if found["locked_until_ms"] is None:
         del params["lease_was"]
-    taken = conn.execute(_TAKE[(found.locked_until_ms is None, reserve_event)], params).first()
-    if taken is None:
+    row = _TAKE[(found["locked_until_ms"] is None, reserve_event)].first(conn, params)
+    if row is None:
         return None
-    row = dict(taken._mapping)
-    row["previous_status"] = found.status
-    row["previous_owner"] = found.locked_by
+    row["previous_status"] = found["status"]
+    row["previous_owner"] = found["locked_by"]
     # 0: the previous owner gave the task back (graceful stop); else its lease ran out (it died).
-    row["previous_released"] = found.status == "running" and found.locked_until_ms == 0
+    row["previous_released"] = found["status"] == "running" and found["locked_until_ms"] == 0
     return row
 
 
@@ -173,10 +173,9 @@ def claim_announced(conn: sa.Connection, worker_id: str, now: int, lease_ms: int
             "released_it": workers.RELEASED_IT,
             "let_lease_expire": workers.LET_LEASE_EXPIRE,
         }
-        taken = conn.execute(_CLAIM_ANNOUNCED, params).first()
-        if taken is None:
+        row = _CLAIM_ANNOUNCED.first(conn, params)
+        if row is None:
             return None
-        row = dict(taken._mapping)
         lease = row.pop("previous_lease")
         # 0: the previous owner gave the task back (graceful stop); else its lease ran out (it died).
         row["previous_released"] = row["previous_status"] == "running" and lease == 0
@@ -196,8 +195,9 @@ def claim_announced(conn: sa.Connection, worker_id: str, now: int, lease_ms: int
 # matches them by position.
 # The candidate's row lock (FOR UPDATE SKIP LOCKED) is held until the statement ends, and the update is still
 # guarded by the status and lease that were read.
-_CLAIM_ANNOUNCED = sa.text(
-    """
+_CLAIM_ANNOUNCED = Prepared(
+    sa.text(
+        """
     WITH found AS (
         SELECT id, status, locked_by, locked_until_ms FROM tasks
         WHERE status IN ('pending', 'running')
@@ -227,18 +227,19 @@ _CLAIM_ANNOUNCED = sa.text(
     )
     SELECT * FROM taken
     """.format(task_columns=", ".join(f"tasks.{column.name}" for column in tasks.c))
-).columns(
-    *tasks.c,
-    sa.column("previous_status", sa.String),
-    sa.column("previous_owner", sa.String),
-    sa.column("previous_lease", sa.BigInteger),
+    ).columns(
+        *tasks.c,
+        sa.column("previous_status", sa.String),
+        sa.column("previous_owner", sa.String),
+        sa.column("previous_lease", sa.BigInteger),
+    )
 )
 
 
 def insert_event(conn: sa.Connection, task_id: str, seq: int, now: int, kind: str, **fields: Any) -> None:
     """Insert one event under a number already reserved on the task row (``claim(reserve_event=True)``, a new
     task's seq 1)."""
-    conn.execute(_INSERT_EVENT, _event_row(task_id, seq, now, kind, fields))
+    _INSERT_EVENT.rowcount(conn, _event_row(task_id, seq, now, kind, fields))
 
 
 def _event_row(task_id: str, seq: int, now: int, kind: str, fields: Row) -> Row:
@@ -266,7 +267,7 @@ _NEXT_SEQ = (
     .values(event_seq=tasks.c.event_seq + 1)
     .returning(tasks.c.event_seq)
 )
-_INSERT_EVENT = task_events.insert()  # built once: every step's events go through it
+_INSERT_EVENT = Prepared(task_events.insert())  # built once: every step's events go through it
 _EVENT_COLUMNS = ("status", "local_name", "entity_type", "action", "entity_id", "href", "message")
 
 
@@ -326,11 +327,11 @@ def append_event(conn: sa.Connection, task_id: str, now: int, kind: str, **field
     """Append one event; its ``seq`` is the task's next (the task row's counter serialises writers)."""
     row = _event_row(task_id, 0, now, kind, fields)  # built, and its fields checked, before the counter moves
     row["seq"] = seq = int(conn.execute(_NEXT_SEQ, {"task_id": task_id}).scalar_one())
-    conn.execute(_INSERT_EVENT, row)
+    _INSERT_EVENT.rowcount(conn, row)
     return seq
 
 
-_GUARD_AND_RESERVE = (
+_GUARD_AND_RESERVE_STATEMENT = (
     tasks.update()
     .where(
         tasks.c.id == sa.bindparam("task_id"),
@@ -340,16 +341,17 @@ _GUARD_AND_RESERVE = (
     .values(locked_until_ms=sa.bindparam("until"), event_seq=tasks.c.event_seq + sa.bindparam("count"))
     .returning(tasks.c.event_seq)
 )
+_GUARD_AND_RESERVE = Prepared(_GUARD_AND_RESERVE_STATEMENT)
 
 
 @functools.cache
-def _guard_changing(names: tuple[str, ...]) -> sa.Update:
+def _guard_changing(names: tuple[str, ...]) -> Prepared:
     """``_GUARD_AND_RESERVE`` that also sets these task columns (from parameters ``set_<name>``), overriding the
     lease renewal where it names ``locked_until_ms``; built once per set of names."""
     unknown = set(names) - set(tasks.c.keys())
     if unknown:
         raise TypeError(f"tasks has no columns {sorted(unknown)}")
-    return _GUARD_AND_RESERVE.values({name: sa.bindparam(f"set_{name}") for name in names})
+    return Prepared(_GUARD_AND_RESERVE_STATEMENT.values({name: sa.bindparam(f"set_{name}") for name in names}))
 
 
 def journal(
@@ -368,11 +370,11 @@ def journal(
     step makes inside its own transaction, so it is kept to two statements.
     """
     params: Row = {"task_id": task_id, "worker_id": worker_id, "until": now + lease_ms, "count": len(events)}
-    statement: sa.Executable = _GUARD_AND_RESERVE
+    statement = _GUARD_AND_RESERVE
     if changes:
         statement = _guard_changing(tuple(sorted(changes)))
         params.update({f"set_{name}": value for name, value in changes.items()})
-    last = conn.execute(statement, params).scalar()
+    last = statement.scalar(conn, params)
     if last is None:
         return False
     if events:
@@ -381,7 +383,7 @@ def journal(
             _event_row(task_id, first + offset, now, event["kind"], {k: v for k, v in event.items() if k != "kind"})
             for offset, event in enumerate(events)
         ]
-        conn.execute(_INSERT_EVENT, rows)
+        _INSERT_EVENT.many(conn, rows)
     return True
 
 
@@ -431,11 +433,13 @@ def step_outcomes_of(conn: sa.Connection, task_ids: list[str]) -> dict[str, list
 
 def next_due_ms(conn: sa.Connection) -> int | None:
     """When the next task becomes due (the earliest run_after or lease expiry), for the worker's sleep."""
-    found = conn.execute(_NEXT_DUE).scalar()
+    found = _NEXT_DUE.scalar(conn, {})
     return int(found) if found is not None else None
 
 
 # One statement (the worker reads it without a transaction), over the unfinished tasks only (a partial index).
-_NEXT_DUE = sa.select(
-    sa.func.min(sa.case((tasks.c.status == "pending", tasks.c.run_after_ms), else_=tasks.c.locked_until_ms))
-).where(UNFINISHED)
+_NEXT_DUE = Prepared(
+    sa.select(
+        sa.func.min(sa.case((tasks.c.status == "pending", tasks.c.run_after_ms), else_=tasks.c.locked_until_ms))
+    ).where(UNFINISHED)
+)

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
+from zonecat.store.prepared import Prepared
 from zonecat.store.schema import (
     entities,
     entity_uses,
@@ -30,14 +31,15 @@ def insert_zone(conn: sa.Connection, row: Row) -> None:
 
 
 # Built once: every request on a zone's path reads its zone (building the statement cost more than running it).
-_GET_ZONE = sa.select(zones).where(
-    zones.c.organization_id == sa.bindparam("organization_id"), zones.c.id == sa.bindparam("zone_id")
+_GET_ZONE = Prepared(
+    sa.select(zones).where(
+        zones.c.organization_id == sa.bindparam("organization_id"), zones.c.id == sa.bindparam("zone_id")
+    )
 )
 
 
 def get_zone(conn: sa.Connection, organization_id: str, zone_id: str) -> Row | None:
-    found = conn.execute(_GET_ZONE, {"organization_id": organization_id, "zone_id": zone_id}).first()
-    return dict(found._mapping) if found else None
+    return _GET_ZONE.first(conn, {"organization_id": organization_id, "zone_id": zone_id})
 
 
 def zone_by_name(conn: sa.Connection, organization_id: str, name: str) -> Row | None:

@@ -1,0 +1,150 @@
+"""``Prepared`` statements (run through the driver) write and read exactly what ``conn.execute`` does, on every
+database, and fail the way it fails."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.pg import backend_url
+from zonecat.store.database import Database
+from zonecat.store.prepared import Prepared
+from zonecat.store.schema import entities, installs
+from zonecat.store.secrets import SecretBox, generate_key
+
+_INSERT_ENTITY = Prepared(entities.insert())
+_ENTITY = Prepared(sa.select(entities).where(entities.c.id == sa.bindparam("id")))
+_RENAME = Prepared(entities.update().where(entities.c.id == sa.bindparam("entity_id")).values(slug=sa.bindparam("s")))
+_IN_ANY = Prepared(sa.select(entities.c.id).where(entities.c.id.in_(sa.bindparam("ids", expanding=True))))
+_INSTALL_OUTPUTS = Prepared(sa.select(installs.c.outputs).where(installs.c.id == sa.bindparam("id")))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def boxed(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    database = Database(backend_url(request, request.param, tmp_path), secret_box=SecretBox.from_text(generate_key()))
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+def _entity(entity_id: str, **changes: Any) -> dict[str, Any]:
+    row = {
+        "id": entity_id,
+        "organization_id": "org",
+        "zone_id": "zon_1",
+        "type": "secret",
+        "identifier": entity_id,
+        "slug": entity_id,
+        "attributes": {"name": "n", "nested": [1, {"two": None}], "flag": True},
+        "secret_attributes": {"data": "s3cr3t"},
+        "managed": True,
+        "created_by_install_id": None,
+        "created_by_task_id": None,
+        "created_at_ms": 1,
+        "updated_at_ms": 1,
+    }
+    row.update(changes)
+    return row
+
+
+def test_rows_written_either_way_read_the_same_either_way(boxed: Database) -> None:
+    with boxed.write() as conn:
+        _INSERT_ENTITY.rowcount(conn, _entity("ent_prepared"))
+        conn.execute(entities.insert(), _entity("ent_core"))
+    with boxed.read() as conn:
+        through_core = {row.id: dict(row._mapping) for row in conn.execute(sa.select(entities).order_by(entities.c.id))}
+        through_driver = {key: _ENTITY.first(conn, {"id": key}) for key in through_core}
+        stored = {
+            row.id: row.secret_attributes for row in conn.execute(sa.text("SELECT id, secret_attributes FROM entities"))
+        }
+    assert through_driver == through_core
+    for key, row in through_core.items():
+        assert row["secret_attributes"] == {"data": "s3cr3t"}
+        assert row["managed"] is True
+        raw = stored[key] if isinstance(stored[key], dict) else json.loads(stored[key])
+        assert set(raw) == {"enc"} and "s3cr3t" not in str(raw), "the driver path must encrypt as the column does"
+    renamed = {"id": "ent_prepared", "identifier": "ent_prepared", "slug": "ent_prepared"}
+    assert through_core["ent_prepared"] == {**through_core["ent_core"], **renamed}
+
+
+def test_a_json_none_is_stored_as_sqlalchemy_stores_it(boxed: Database) -> None:
+    install = {
+        "organization_id": "org",
+        "zone_id": "zon_1",
+        "package_id": "pkg_1",
+        "package_slug": "p",
+        "package_version": 1,
+        "version_id": "ver_1",
+        "status": "pending",
+        "inputs": {},
+        "secret_inputs": {},
+        "outputs": None,
+        "created_at_ms": 1,
+        "updated_at_ms": 1,
+    }
+    with boxed.write() as conn:
+        Prepared(installs.insert()).rowcount(conn, {**install, "id": "ins_driver"})
+        conn.execute(installs.insert(), {**install, "id": "ins_core"})
+    with boxed.read() as conn:
+        null_outputs = {row.id for row in conn.execute(sa.text("SELECT id FROM installs WHERE outputs IS NULL"))}
+        assert _INSTALL_OUTPUTS.first(conn, {"id": "ins_driver"}) == {"outputs": None}
+    assert ("ins_driver" in null_outputs) == ("ins_core" in null_outputs), "both stored it alike"
+
+
+def test_updates_report_their_row_count_and_join_the_callers_transaction(boxed: Database) -> None:
+    with boxed.write() as conn:
+        _INSERT_ENTITY.rowcount(conn, _entity("ent_1"))
+    with pytest.raises(RuntimeError), boxed.write() as conn:
+        assert _RENAME.rowcount(conn, {"entity_id": "ent_1", "s": "renamed"}) == 1
+        raise RuntimeError("roll back")
+    with boxed.write() as conn:
+        assert _RENAME.rowcount(conn, {"entity_id": "ent_missing", "s": "x"}) == 0
+    with boxed.read() as conn:
+        row = _ENTITY.first(conn, {"id": "ent_1"})
+    assert row is not None and row["slug"] == "ent_1", "the rolled-back update left nothing"
+    # Without a transaction of the caller's, one is begun (as conn.execute's autobegin does) and ends with it.
+    with boxed.engine.connect() as conn:
+        _RENAME.rowcount(conn, {"entity_id": "ent_1", "s": "uncommitted"})
+    with boxed.engine.connect() as conn:
+        _RENAME.rowcount(conn, {"entity_id": "ent_1", "s": "committed"})
+        conn.commit()
+    with boxed.read() as conn:
+        assert _ENTITY.scalar(conn, {"id": "ent_1"}) == "ent_1"
+        assert (_ENTITY.first(conn, {"id": "ent_1"}) or {})["slug"] == "committed"
+
+
+def test_driver_errors_are_raised_as_sqlalchemys(boxed: Database) -> None:
+    with boxed.write() as conn:
+        _INSERT_ENTITY.rowcount(conn, _entity("ent_1"))
+    with pytest.raises(sa.exc.IntegrityError) as raised, boxed.write() as conn:
+        _INSERT_ENTITY.rowcount(conn, _entity("ent_1"))
+    assert "s3cr3t" not in str(raised.value), "parameters are never shown: they can be secrets"
+    with boxed.write() as conn:
+        _INSERT_ENTITY.many(conn, [_entity("ent_2"), _entity("ent_3")])
+    with boxed.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(entities)).scalar() == 3
+
+
+def test_a_statement_whose_sql_depends_on_its_parameters_is_refused(boxed: Database) -> None:
+    with boxed.read() as conn, pytest.raises(TypeError, match="expanding IN"):
+        _IN_ANY.rows(conn, {"ids": ["ent_1"]})
+
+
+def test_each_engine_encrypts_with_its_own_key(tmp_path: Path) -> None:
+    first = Database(f"sqlite:///{tmp_path}/a.db", secret_box=SecretBox.from_text(generate_key()))
+    second = Database(f"sqlite:///{tmp_path}/b.db", secret_box=SecretBox.from_text(generate_key()))
+    try:
+        for database in (first, second):
+            database.migrate()
+            with database.write() as conn:
+                _INSERT_ENTITY.rowcount(conn, _entity("ent_1"))
+        for database in (first, second):
+            with database.read() as conn:
+                assert (conn.execute(sa.select(entities.c.secret_attributes)).scalar()) == {"data": "s3cr3t"}
+    finally:
+        first.dispose()
+        second.dispose()
