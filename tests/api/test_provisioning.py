@@ -184,3 +184,38 @@ def test_rollback_on_an_attribute_that_fails_the_type_schema(api: Api) -> None:
     assert api.get(f"/zones/{zone}/installs/{task['install_id']}").json()["status"] == "failed"
     assert _entities(api, zone) == []
     assert api.get(f"/zones/{zone}/providers").json()["items"] == []
+
+
+def test_steps_after_an_adopted_entity_are_bound_to_the_entity_adopted(api: Api) -> None:
+    """The worker evaluates a batch's bindings before its transaction, as if every step creates its entity. A step
+    that adopts one instead voids what the later steps and the outputs were evaluated from: they must name the
+    adopted entity, never the one planned."""
+    zone = api.new_zone()
+    ours = api.post(f"/zones/{zone}/secrets", json={"identifier": "first", "name": "Ours", "data": {"type": "token"}})
+    assert ours.status_code == 201, ours.text
+    first_id = ours.json()["id"]
+    manifest = {
+        "kind": "custom",
+        "name": "chain after adoption",
+        "entities": {
+            "first": {"type": "secret", "bindings": '{"identifier": "first", "name": "Planned"}'},
+            "second": {
+                "type": "secret",
+                "bindings": '{"identifier": "second", "name": "after " + entities.first.outputs.name,'
+                ' "metadata": {"docs_url": entities.first.outputs.id}}',
+            },
+        },
+        "outputs": {
+            "schema": {"type": "object", "properties": {"first": {"type": "string"}}},
+            "bindings": '{"first": entities.first.outputs.id}',
+        },
+    }
+    package = create_package(api, zone, manifest)
+    task = api.install(zone, package["id"])
+    assert task["status"] == "completed", task
+    assert _links(task) == {"first": "adopted", "second": "created"}
+    install = api.get(f"/zones/{zone}/installs/{task['install_id']}").json()
+    assert install["outputs"] == {"first": first_id}
+    second = next(e for e in _entities(api, zone, "?type=secret") if e["identifier"] == "second")
+    assert second["attributes"]["name"] == "after Ours"
+    assert second["attributes"]["metadata"] == {"docs_url": first_id}

@@ -5,10 +5,11 @@ step's events (its intent, ahead of the change, and its outcome) and renew the l
 is therefore wholly done or not at all, and a worker that lost its lease writes nothing. A resumed task skips every
 local name that already has a use row.
 
-Commit granularity: consecutive steps whose bindings are cheap to evaluate share one transaction, up to
-``BATCH_SECONDS`` of work, and the task's end joins the last of them; a 3-entity install is one transaction after
-its claim. A binding that may be slow (comprehensions, long source) always starts a transaction of its own and is
-evaluated before that transaction begins, so no other writer waits for a CEL evaluation.
+Commit granularity: consecutive steps share one transaction, up to ``BATCH_SECONDS`` of work, and the task's end
+joins the last of them; a 3-entity install is one transaction after its claim. Their bindings and schemas are
+evaluated before the transaction begins (``_plan``), each step as if the ones before it created their entities,
+which they usually do; a step that finds its entity already there ends its batch and the next steps are evaluated
+again. No other writer therefore waits on SQLite's write lock for a CEL evaluation or a schema validation.
 
 The entity lifecycle rule, applied after every removal of a use: a *managed* entity (created by the catalog)
 lives while some install uses it; an *unmanaged* one (created through the typed collections) is never deleted
@@ -158,19 +159,25 @@ class TaskRun:
         order = manifest.order()
         todo = [(position, name) for position, name in enumerate(order) if name not in done]
         index = 0
+        planned: list[Row] = []  # rows evaluated ahead of their transaction, for todo[index:]
+        outputs: Row | None = None  # evaluated with the plan that reached the last step, while that plan holds
         while index < len(todo):
             self._checkpoint()
-            # The first step of a batch is evaluated outside any transaction: its bindings may be slow.
-            name = todo[index][1]
-            try:
-                attributes = self._entity_attributes(manifest, name, resolved)
-            except errors.ZonecatError as exc:
-                self.fail_and_roll_back(name, manifest.entities[name].type, exc.message)
-                return
+            if not planned:
+                planned, failure, outputs = self._plan(manifest, todo, index, resolved)
+                if not planned:
+                    assert failure is not None
+                    name = todo[index][1]
+                    self.fail_and_roll_back(name, manifest.entities[name].type, failure.message)
+                    return
             with self.db.write() as conn:
-                index, events = self._create_batch(conn, manifest, todo, index, attributes, resolved)
+                written, events, as_planned = self._create_batch(conn, manifest, todo, index, planned, resolved)
+                index += written
+                # A step that found its entity already there voids the plans after it: they are made again.
+                planned = planned[written:] if as_planned else []
+                outputs = outputs if as_planned else None
                 # The last batch also ends the task when it can: its events and the end share one guarded write.
-                ended = index == len(todo) and self._finish_create(conn, manifest, resolved, True, events)
+                ended = index == len(todo) and self._finish_create(conn, manifest, resolved, events, outputs)
                 if not ended:
                     self._journal(conn, now_ms(), *events)
             if ended:
@@ -178,7 +185,7 @@ class TaskRun:
                 return
         self._checkpoint()
         with self.db.write() as conn:
-            ended = self._finish_create(conn, manifest, resolved, False, [])
+            ended = self._finish_create(conn, manifest, resolved, [], None, cheap_only=False)
         if ended:
             self._finished("completed")
             return
@@ -188,53 +195,90 @@ class TaskRun:
         except errors.ZonecatError as exc:
             self.fail_and_roll_back(None, None, f"outputs: {exc.message}")
 
+    def _plan(
+        self, manifest: Manifest, todo: list[tuple[int, str]], index: int, resolved: dict[str, Any]
+    ) -> tuple[list[Row], errors.ZonecatError | None, Row | None]:
+        """Evaluate the steps from ``todo[index]`` on, outside any transaction, for up to ``BATCH_SECONDS``: the
+        entity row of each, as if every step before it created its entity (the usual case; ``_create_batch`` stops
+        where one did not). Each planned row goes into ``resolved`` for the steps after it.
+
+        Returns the planned rows, the error of the step that failed to evaluate (which ends the plan), and the
+        task's outputs when the plan reaches the last step (None if they fail: they are evaluated again at the end).
+        No binding or schema is therefore evaluated while a write transaction is open."""
+        now = now_ms()
+        deadline = time.monotonic() + BATCH_SECONDS
+        planned: list[Row] = []
+        for _, name in todo[index:]:
+            try:
+                attributes = self._entity_attributes(manifest, name, resolved)
+            except errors.ZonecatError as exc:
+                return planned, exc, None
+            row = self._entity_row(now, manifest.entities[name].type, attributes)
+            planned.append(row)
+            resolved[name] = {"href": entity_href(row), "outputs": entity_read(row)}
+            if time.monotonic() > deadline:
+                break
+        outputs: Row | None = None
+        if index + len(planned) == len(todo):
+            try:
+                outputs = self._outputs(manifest, resolved)
+            except errors.ZonecatError:
+                outputs = None
+        return planned, None, outputs
+
     def _create_batch(
         self,
         conn: sa.Connection,
         manifest: Manifest,
         todo: list[tuple[int, str]],
         index: int,
-        attributes: Row,
+        planned: list[Row],
         resolved: dict[str, Any],
-    ) -> tuple[int, list[Row]]:
-        """Run steps from ``todo[index]`` (its attributes already evaluated) in ``conn`` while they are cheap and
-        the batch is young; return the index of the first step not run, and the events for the caller to journal
-        in ``conn``."""
+    ) -> tuple[int, list[Row], bool]:
+        """Write planned steps (``planned[k]`` is ``todo[index + k]``) in ``conn``, for up to ``BATCH_SECONDS``;
+        return how many were written, the events for the caller to journal in ``conn``, and whether each created
+        its entity as planned. A step that found its entity already there (adopted or shared) ends the batch: the
+        plans after it assumed otherwise."""
         now = now_ms()
         deadline = time.monotonic() + BATCH_SECONDS
         events: list[Row] = []
         if index == 0:
             first = todo[0][1]
             events.append(self._intent(first, manifest.entities[first].type))
-        while True:
+        for written, row in enumerate(planned, start=1):
             position, name = todo[index]
             # The next step's intent is written with this step: still ahead of that step.
             following = todo[index + 1][1] if index + 1 < len(todo) else None
             next_type = manifest.entities[following].type if following is not None else None
-            spec = manifest.entities[name]
-            row, step_events = self._create_step(conn, now, name, spec.type, attributes, position, following, next_type)
+            found, step_events = self._create_step(conn, now, name, row, position, following, next_type)
             events += step_events
-            resolved[name] = {"href": entity_href(row), "outputs": entity_read(row)}
             index += 1
-            if following is None or time.monotonic() > deadline or not _cheap(manifest.entities[following].bindings):
-                break
-            try:
-                attributes = self._entity_attributes(manifest, following, resolved)
-            except errors.ZonecatError:
-                break  # evaluated again outside the transaction, where the failure is handled
-        return index, events
+            if found is not row:
+                resolved[name] = {"href": entity_href(found), "outputs": entity_read(found)}
+                return written, events, False
+            if time.monotonic() > deadline:
+                return written, events, True
+        return len(planned), events, True
 
     def _finish_create(
-        self, conn: sa.Connection, manifest: Manifest, resolved: dict[str, Any], cheap_only: bool, events: list[Row]
+        self,
+        conn: sa.Connection,
+        manifest: Manifest,
+        resolved: dict[str, Any],
+        events: list[Row],
+        outputs: Row | None,
+        cheap_only: bool = True,
     ) -> bool:
-        """Evaluate the outputs and end the task in ``conn``, journaling ``events`` first; False (nothing written,
-        ``events`` included) when the output bindings are not cheap (``cheap_only``) or fail."""
-        if cheap_only and manifest.outputs_bindings and not _cheap(manifest.outputs_bindings):
-            return False
-        try:
-            outputs = self._outputs(manifest, resolved)
-        except errors.ZonecatError:
-            return False
+        """End the task in ``conn`` with ``outputs`` (evaluated here when None), journaling ``events`` first; False
+        (nothing written, ``events`` included) when the outputs are to be evaluated but their bindings are not cheap
+        (``cheap_only``), or they fail."""
+        if outputs is None:
+            if cheap_only and manifest.outputs_bindings and not _cheap(manifest.outputs_bindings):
+                return False
+            try:
+                outputs = self._outputs(manifest, resolved)
+            except errors.ZonecatError:
+                return False
         self._finish_in(conn, now_ms(), "completed", "active", ("pending",), events=events, outputs=outputs)
         return True
 
@@ -277,22 +321,11 @@ class TaskRun:
             raise errors.ValidationFailed(describe_problems(problems))
         return value
 
-    def _create_step(
-        self,
-        conn: sa.Connection,
-        now: int,
-        name: str,
-        type_name: str,
-        attributes: Row,
-        position: int,
-        following: str | None,
-        next_type: str | None,
-    ) -> tuple[Row, list[Row]]:
-        """Create or find the entity and record the install's use of it; returns the row and the step's events
-        (for the caller to journal in the same transaction)."""
+    def _entity_row(self, now: int, type_name: str, attributes: Row) -> Row:
+        """The row of the entity a step creates, unless its natural key is taken."""
         entity_type = ENTITY_TYPES[type_name]
         identifier = str(attributes["identifier"])
-        row: Row = {
+        return {
             "id": new_id("ent", now),
             "organization_id": self.task["organization_id"],
             "zone_id": self.zone_id,
@@ -307,7 +340,22 @@ class TaskRun:
             "created_at_ms": now,
             "updated_at_ms": now,
         }
-        row, role = self._insert_or_find(conn, row)
+
+    def _create_step(
+        self,
+        conn: sa.Connection,
+        now: int,
+        name: str,
+        planned: Row,
+        position: int,
+        following: str | None,
+        next_type: str | None,
+    ) -> tuple[Row, list[Row]]:
+        """Create the planned entity, or find the one holding its natural key, and record the install's use of it;
+        returns the entity's row (``planned`` itself when it was created) and the step's events (for the caller to
+        journal in the same transaction)."""
+        type_name = planned["type"]
+        row, role = self._insert_or_find(conn, planned)
         entity_store.insert_use(
             conn,
             {
@@ -329,7 +377,7 @@ class TaskRun:
                 "action": role,
                 "entity_id": row["id"],
                 "href": entity_href(row),
-                "message": f"{type_name} {identifier} {role}",
+                "message": f"{type_name} {row['identifier']} {role}",
             }
         ]
         if following is not None:
