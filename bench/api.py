@@ -90,26 +90,3 @@ def wait(
         if time.monotonic() > deadline:
             raise TimeoutError(f"task {task_id} still {body['status']} after {timeout} s")
         time.sleep(interval)
-
-
-def _task_count(http: httpx.Client, zone_id: str, status: str) -> int:
-    response = http.get(
-        f"/zones/{zone_id}/catalog_tasks", params={"status": status, "limit": "1", "expand[]": "total_count"}
-    )
-    response.raise_for_status()
-    return int(response.json()["pagination"]["total_count"])
-
-
-def wait_zone(http: httpx.Client, zone_id: str, expected: int, interval: float = 0.01, timeout: float = 600) -> None:
-    """Wait until no task of the zone is pending or running (two list requests a poll, however many tasks), then
-    check that ``expected`` tasks completed and none failed. Pending is looked at before running: a task only moves
-    from pending to running to an end, so when neither is seen in that order, every task has ended."""
-    deadline = time.monotonic() + timeout
-    while _task_count(http, zone_id, "pending") or _task_count(http, zone_id, "running"):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"tasks of zone {zone_id} still unfinished after {timeout} s")
-        time.sleep(interval)
-    failed = _task_count(http, zone_id, "failed")
-    completed = _task_count(http, zone_id, "completed")
-    if failed or completed != expected:
-        raise RuntimeError(f"zone {zone_id}: {completed} tasks completed and {failed} failed, {expected} expected")

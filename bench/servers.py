@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import psycopg
 
 if TYPE_CHECKING:
     from tests.pg import PostgresServer
@@ -78,6 +80,7 @@ class ZonecatServer:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.owns_data_dir = data_dir is None
+        self.database_url = database_url
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="zonecat-bench-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -116,6 +119,21 @@ class ZonecatServer:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def task_counts(self, zone_id: str) -> dict[str, int]:
+        """The zone's tasks by status, counted in zonecat's database itself (one read-only query), the way B4
+        counts procrastinate's jobs: an observer polling through the API would add its own requests, and the
+        server's CPU for them, to the load being measured."""
+        query = "SELECT status, count(*) FROM tasks WHERE zone_id = {} GROUP BY status"
+        if self.database_url:
+            dsn = self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                rows = conn.execute(query.format("%s"), (zone_id,)).fetchall()
+        else:
+            path = self.data_dir / "zonecat.db"
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as conn:
+                rows = conn.execute(query.format("?"), (zone_id,)).fetchall()
+        return {str(status): int(count) for status, count in rows}
 
     def client(self, timeout: float = 120) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=timeout)
