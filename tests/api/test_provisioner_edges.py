@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from tests.api.conftest import Api
-from tests.api.helpers import create_package, delete_and_wait
+from tests.api.helpers import create_package, delete_and_wait, pause_worker, run_due_tasks, start_install
+from zonecat.store import tasks as task_store
+from zonecat.worker.worker import Worker
 
 
 def twin_manifest(name: str) -> dict[str, Any]:
@@ -56,3 +63,57 @@ def test_every_step_is_announced_before_its_outcome(api: Api) -> None:
         ("step_started", "google", "provider", None),
         ("step_done", "google", "provider", "deleted"),
     ]
+
+
+def test_a_task_ends_in_the_transaction_that_claims_the_next_due_one(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While tasks wait, the transaction that ends one claims the next (Worker._claim_next): two waiting installs
+    take one claim of its own, and the other two claims (the second task, then none) join the tasks' ends."""
+    zone = api.new_zone()
+    chain = {
+        f"e{index}": {
+            "type": "secret",
+            "bindings": f'{{"identifier": "s{index}-" + entities.inputs.run, "name": "secret {index}"}}',
+        }
+        for index in range(3)
+    }
+    inputs = {"schema": {"type": "object", "properties": {"run": {"type": "string"}}, "required": ["run"]}}
+    package = create_package(api, zone, {"kind": "custom", "name": "claim ahead", "inputs": inputs, "entities": chain})
+    pause_worker(api)
+    tasks = [start_install(api, zone, package["id"], {"run": str(index)}).json()["id"] for index in range(2)]
+    worker = Worker(api.db, api.worker.settings, name="claims-ahead")
+    claims: list[bool] = []  # for each claim: whether it ran in a transaction of its own
+    on_its_own = threading.local()
+    claim, write_statement = task_store.claim_announced, api.db.write_statement
+
+    def counted_claim(*args: Any, **kwargs: Any) -> Any:
+        claims.append(getattr(on_its_own, "set", False))
+        return claim(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def own_statement() -> Iterator[Any]:
+        on_its_own.set = True
+        try:
+            with write_statement() as conn:
+                yield conn
+        finally:
+            on_its_own.set = False
+
+    monkeypatch.setattr(task_store, "claim_announced", counted_claim)
+    monkeypatch.setattr(api.db, "write_statement", own_statement)
+    assert worker.run_one()
+    monkeypatch.undo()
+    assert worker.tasks_run == 2
+    assert claims == [True, False, False]
+    for task_id in tasks:
+        assert api.wait_task(zone, task_id)["status"] == "completed"
+        events = api.get(f"/zones/{zone}/catalog_tasks/{task_id}/events").json()["items"]
+        running = [event for event in events if event.get("status") == "running"]
+        assert len(running) == 1 and "claims-ahead" in running[0]["message"]
+    # A stopping worker claims nothing at the end of its task: the waiting one is left for the next claimer.
+    waiting = start_install(api, zone, package["id"], {"run": "later"}).json()["id"]
+    stopping = Worker(api.db, api.worker.settings, name="stopping")
+    stopping.stop()
+    with api.db.write() as conn:
+        assert stopping._claim_next(conn) is None
+    assert api.get(f"/zones/{zone}/catalog_tasks/{waiting}?redirect=false").json()["status"] == "pending"
+    assert run_due_tasks(api) == 1

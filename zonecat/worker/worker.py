@@ -93,20 +93,35 @@ class Worker:
         self._wake.clear()
 
     def run_one(self) -> bool:
-        """Claim one due task and run it; False when nothing was due."""
+        """Claim a due task and run it, then every task claimed by the end of the one before (see ``_claim_next``);
+        False when nothing was due."""
         with self.db.write_statement() as conn:
             task = task_store.claim_announced(conn, self.worker_id, now_ms(), self.lease_ms)
         if task is None:
             return False
+        while task is not None:
+            task = self._run_claimed(task)
+        return True
+
+    def _claim_next(self, conn: sa.Connection) -> dict[str, Any] | None:
+        """Claim the next due task inside the transaction that ends the current one: while tasks wait, each costs
+        one write transaction fewer (on SQLite one turn of the write lock fewer, on PostgreSQL one round trip).
+        The claim commits with that end, exactly as a claim of its own would have right after it."""
+        if self._stop.is_set():
+            return None
+        return task_store.claim_announced(conn, self.worker_id, now_ms(), self.lease_ms)
+
+    def _run_claimed(self, task: dict[str, Any]) -> dict[str, Any] | None:
+        """Run a claimed task; the next task its ending transaction claimed, if any."""
         resumed = task.pop("previous_status") == "running"
         del task["previous_owner"], task["previous_released"]
         log.info(
             "task running",
             extra={"task_id": task["id"], "operation": task["operation"], "resumed": resumed, "zone": task["zone_id"]},
         )
-        self._run_with_heartbeat(task)
+        following = self._run_with_heartbeat(task)
         self.tasks_run += 1
-        return True
+        return following
 
     def _ensure_heartbeat(self) -> None:
         with self._heart_lock:
@@ -132,13 +147,18 @@ class Worker:
             except sa.exc.SQLAlchemyError:
                 continue
 
-    def _run_with_heartbeat(self, task: dict[str, Any]) -> None:
+    def _run_with_heartbeat(self, task: dict[str, Any]) -> dict[str, Any] | None:
         self._ensure_heartbeat()
         task_id = task["id"]
         self._lost_task = None
         self._current = task
         run = TaskRun(
-            self.db, task, self.worker_id, self.lease_ms, lambda: self._stop.is_set() or self._lost_task == task_id
+            self.db,
+            task,
+            self.worker_id,
+            self.lease_ms,
+            lambda: self._stop.is_set() or self._lost_task == task_id,
+            claim_next=self._claim_next,
         )
         try:
             run.run()
@@ -153,6 +173,7 @@ class Worker:
             self._fail_after_crash(run, task, exc)
         finally:
             self._current = None
+        return run.next_task
 
     def _release(self, task_id: str) -> None:
         with self.db.write() as conn:
@@ -175,7 +196,6 @@ def drain(db: Database, settings: Settings, timeout: float = 30.0) -> int:
     """Run tasks in this thread until none is due (tests and one-shot use). Returns how many ran."""
     worker = Worker(db, settings, name="drain")
     deadline = time.monotonic() + timeout
-    count = 0
     while time.monotonic() < deadline and worker.run_one():
-        count += 1
-    return count
+        pass
+    return worker.tasks_run
