@@ -103,7 +103,8 @@ def request_install(
 ) -> tuple[Row, bool]:
     """Create the install and its pending create task. Returns (task, created) — not created on a replay."""
     try:
-        task, created = _request_install(db, principal, zone_id, body, info, max_inputs_bytes)
+        with db.request_turn():
+            task, created = _request_install(db, principal, zone_id, body, info, max_inputs_bytes)
     except sa.exc.IntegrityError:
         replayed = _replay_after_race(db, principal, info)
         if replayed is None:
@@ -324,7 +325,8 @@ def plan_warnings(conn: sa.Connection, install: Row, info: RequestInfo, now: int
 def request_delete(db: Database, principal: Principal, zone_id: str, install_id: str, info: RequestInfo) -> Row:
     """Start (or return the existing) delete task of an install."""
     try:
-        task, created = _request_delete(db, principal, zone_id, install_id, info)
+        with db.request_turn():
+            task, created = _request_delete(db, principal, zone_id, install_id, info)
     except sa.exc.IntegrityError:
         replayed = _replay_after_race(db, principal, info)
         if replayed is None:

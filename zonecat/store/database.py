@@ -106,6 +106,7 @@ class Database:
         # the processes sharing the file (`serve` and its worker process) on an flock of `<database>.writelock`.
         # The busy handler only arbitrates with a process that does not take the flock (none of zonecat's).
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._request_lock = threading.Lock() if self.is_sqlite else None
         self._file_lock: int | None = None
         sqlite_file: str | None = None
         if self.is_sqlite:
@@ -151,6 +152,20 @@ class Database:
             conn = conn.execution_options(**{_IMMEDIATE: True})
             with conn.begin():
                 yield conn
+
+    @contextlib.contextmanager
+    def request_turn(self) -> Iterator[None]:
+        """On SQLite, one thread of this process at a time through a whole write request: its reads, its decision
+        and its write transaction. Elsewhere, nothing.
+
+        SQLite takes one writer at a time anyway. A thread waiting here is blocked instead of running the Python
+        of its own request, so the thread that holds the write lock is not kept waiting for the GIL after each
+        statement, which it releases while SQLite works (interleaved B3 runs: 249 -> 278 installs/s)."""
+        if self._request_lock is None:
+            yield
+            return
+        with self._request_lock:
+            yield
 
     @contextlib.contextmanager
     def _across_processes(self) -> Iterator[None]:
