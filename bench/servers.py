@@ -135,6 +135,20 @@ class ZonecatServer:
                 rows = conn.execute(query.format("?"), (zone_id,)).fetchall()
         return {str(status): int(count) for status, count in rows}
 
+    def wait_zone(self, zone_id: str, expected: int, interval: float = 0.01, timeout: float = 3600) -> None:
+        """Wait until no task of the zone is pending or running, polling ``task_counts`` every ``interval``, then
+        check that ``expected`` tasks completed and none failed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = self.task_counts(zone_id)
+            if not counts.get("pending") and not counts.get("running"):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"tasks of zone {zone_id} still unfinished after {timeout} s: {counts}")
+            time.sleep(interval)
+        if counts.get("failed") or counts.get("completed") != expected:
+            raise RuntimeError(f"zone {zone_id}: task counts {counts}, {expected} completed expected")
+
     def client(self, timeout: float = 120) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=timeout)
 

@@ -16,21 +16,6 @@ MIN_RATE = 300
 CLIENTS = 8
 
 
-def wait_zone(server: ZonecatServer, zone_id: str, expected: int, interval: float = 0.01, timeout: float = 600) -> None:
-    """Wait until no task of the zone is pending or running, polling its task counts in the database every 10 ms
-    (as B4 polls procrastinate's job counts), then check that ``expected`` tasks completed and none failed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = server.task_counts(zone_id)
-        if not counts.get("pending") and not counts.get("running"):
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"tasks of zone {zone_id} still unfinished after {timeout} s: {counts}")
-        time.sleep(interval)
-    if counts.get("failed") or counts.get("completed") != expected:
-        raise RuntimeError(f"zone {zone_id}: task counts {counts}, {expected} completed expected")
-
-
 def throughput(server: ZonecatServer, installs: int, clients: int = CLIENTS) -> dict[str, Any]:
     with server.client() as http:
         zone_id = api.create_zone(http)
@@ -42,7 +27,7 @@ def throughput(server: ZonecatServer, installs: int, clients: int = CLIENTS) -> 
     # The installs go out from wrk (C) rather than from Python clients, whose CPU (~3 ms an install with httpx,
     # measured) would be taken from the server on this machine's two cores.
     post_installs(server.url, zone_id, package_id, installs, clients, "b3")
-    wait_zone(server, zone_id, expected=installs + 1)  # and the warm-up's
+    server.wait_zone(zone_id, expected=installs + 1)  # and the warm-up's
     elapsed = time.perf_counter() - started
     return {
         "installs": installs,

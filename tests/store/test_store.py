@@ -359,9 +359,9 @@ def test_natural_key_is_unique_and_uses_track_users(db: Database) -> None:
                     "created_at_ms": 1,
                 },
             )
-        assert entity_store.other_users(conn, provider["id"], installs[0]) == [installs[1]]
+        assert entity_store.staying_users(conn, installs[0]) == {provider["id"]: [installs[1]]}
         entity_store.delete_use(conn, installs[1], "google")
-        assert entity_store.other_users(conn, provider["id"], installs[0]) == []
+        assert entity_store.staying_users(conn, installs[0]) == {}
         found = entity_store.by_natural_key(conn, zone_id, "provider", "https://accounts.google.com")
         assert found is not None and found["id"] == provider["id"]
 

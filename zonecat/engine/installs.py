@@ -292,6 +292,7 @@ def plan_warnings(conn: sa.Connection, install: Row, info: RequestInfo, now: int
     warnings: list[Row] = []
     uses = entity_store.uses_of_install(conn, install["id"])
     found = entity_store.entities_by_ids(conn, [use["entity_id"] for use in uses])
+    staying = entity_store.staying_users(conn, install["id"])
     for use in uses:
         entity = found[use["entity_id"]]
         label = f"{entity['type']} '{entity['identifier']}' ({entity['id']})"
@@ -300,11 +301,7 @@ def plan_warnings(conn: sa.Connection, install: Row, info: RequestInfo, now: int
         else:
             # A user whose own delete is already under way is leaving too: it keeps the entity only until the
             # last of these deletes runs, which removes it, so it does not make this delete preserve anything.
-            others = [
-                other
-                for other in entity_store.other_users(conn, entity["id"], install["id"])
-                if (install_store.get_install(conn, install["zone_id"], other) or {}).get("status") != "deleting"
-            ]
+            others = staying.get(entity["id"], [])
             if not others:
                 continue
             message = f"{label} is still used by install {others[0]} and will be preserved"

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
 from zonecat.store.prepared import Prepared
-from zonecat.store.schema import entities, entity_uses, insert_row
+from zonecat.store.schema import entities, entity_uses, insert_row, installs
 
 Row = dict[str, Any]
 
@@ -159,14 +159,30 @@ def delete_use(conn: sa.Connection, install_id: str, local_name: str) -> None:
     _DELETE_USE.rowcount(conn, {"install_id": install_id, "local_name": local_name})
 
 
-_OTHER_USERS = _REMAINING_USES_STATEMENT.where(entity_uses.c.install_id != sa.bindparam("install_id"))
 _BY_IDS = sa.select(entities).where(entities.c.id.in_(sa.bindparam("ids", expanding=True)))
+_STAYING_USERS = Prepared(
+    sa.select(entity_uses.c.entity_id, entity_uses.c.install_id)
+    .select_from(entity_uses.outerjoin(installs, installs.c.id == entity_uses.c.install_id))
+    .where(
+        entity_uses.c.entity_id.in_(
+            sa.select(entity_uses.c.entity_id).where(entity_uses.c.install_id == sa.bindparam("install_id"))
+        ),
+        entity_uses.c.install_id != sa.bindparam("install_id"),
+        sa.or_(installs.c.status.is_(None), installs.c.status != "deleting"),
+    )
+    .order_by(entity_uses.c.entity_id, entity_uses.c.install_id)
+)
 
 
-def other_users(conn: sa.Connection, entity_id: str, install_id: str) -> list[str]:
-    """Install ids other than ``install_id`` that use the entity."""
-    found = conn.execute(_OTHER_USERS, {"entity_id": entity_id, "install_id": install_id})
-    return sorted({r.install_id for r in found})
+def staying_users(conn: sa.Connection, install_id: str) -> dict[str, list[str]]:
+    """For each entity the install uses, the other installs that use it and are not being deleted themselves
+    (sorted), in one query; entities without such users are left out."""
+    found: dict[str, list[str]] = {}
+    for row in _STAYING_USERS.rows(conn, {"install_id": install_id}):
+        users = found.setdefault(row["entity_id"], [])
+        if not users or users[-1] != row["install_id"]:  # one install may use it under several local names
+            users.append(row["install_id"])
+    return found
 
 
 def entities_by_ids(conn: sa.Connection, ids: list[str]) -> dict[str, Row]:
