@@ -483,6 +483,31 @@ def test_insert_if_absent_reports_whether_it_inserted(db: Database) -> None:
     assert found is not None and found["id"] == first["id"]
 
 
+def test_an_entity_and_its_use_go_in_together_or_not_at_all(db: Database) -> None:
+    zone_id = zone(db)
+    first = entity_row(zone_id, "https://linear.app")
+    use = {
+        "install_id": new_id("ins"),
+        "local_name": "linear",
+        "zone_id": zone_id,
+        "task_id": "tsk_x",
+        "position": 3,
+        "created_at_ms": 7,
+    }
+    with db.write() as conn:
+        assert entity_store.insert_entity_with_use(conn, first, use)
+        # The natural key is taken: neither the entity nor a use of it is written.
+        assert not entity_store.insert_entity_with_use(
+            conn, entity_row(zone_id, "https://linear.app"), {**use, "local_name": "again"}
+        )
+        uses = entity_store.uses_of_install(conn, use["install_id"])
+        stored = entity_store.get_entity(conn, zone_id, first["id"])
+    assert uses == [{**use, "entity_id": first["id"], "role": "created"}]
+    assert stored == first
+    with pytest.raises(TypeError), db.write() as conn:
+        entity_store.insert_entity_with_use(conn, entity_row(zone_id, "x"), {"install_id": "ins_1"})
+
+
 def test_concurrent_claims_never_hand_one_task_to_two_workers(db: Database) -> None:
     """Each claimer keeps its transaction open a moment, so on PostgreSQL the others must skip the locked rows."""
     zone_id = zone(db)

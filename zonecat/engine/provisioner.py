@@ -369,20 +369,19 @@ class TaskRun:
         returns the entity's row (``planned`` itself when it was created) and the step's events (for the caller to
         journal in the same transaction)."""
         type_name = planned["type"]
-        row, role = self._insert_or_find(conn, planned)
-        entity_store.insert_use(
-            conn,
-            {
-                "install_id": self.install_id,
-                "local_name": name,
-                "entity_id": row["id"],
-                "zone_id": self.zone_id,
-                "role": role,
-                "task_id": self.task_id,
-                "position": position,
-                "created_at_ms": now,
-            },
-        )
+        use: Row = {
+            "install_id": self.install_id,
+            "local_name": name,
+            "zone_id": self.zone_id,
+            "task_id": self.task_id,
+            "position": position,
+            "created_at_ms": now,
+        }
+        if entity_store.insert_entity_with_use(conn, planned, use):
+            row, role = planned, "created"  # the usual case: one statement on PostgreSQL
+        else:
+            row, role = self._insert_or_find(conn, planned)
+            entity_store.insert_use(conn, {**use, "entity_id": row["id"], "role": role})
         events: list[Row] = [
             {
                 "kind": "step_done",
