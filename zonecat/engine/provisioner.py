@@ -380,7 +380,7 @@ class TaskRun:
         if entity_store.insert_entity_with_use(conn, planned, use):
             row, role = planned, "created"  # the usual case: one statement on PostgreSQL
         else:
-            row, role = self._insert_or_find(conn, planned)
+            row, role = self._find_or_insert(conn, planned)
             entity_store.insert_use(conn, {**use, "entity_id": row["id"], "role": role})
         events: list[Row] = [
             {
@@ -397,16 +397,17 @@ class TaskRun:
             events.append(self._intent(following, next_type))
         return row, events
 
-    def _insert_or_find(self, conn: sa.Connection, row: Row) -> tuple[Row, str]:
-        """Create the entity, or use the one that holds its natural key: an unmanaged entity is adopted, a
-        catalog-made one shared. The found row is locked so that a concurrent release of its last use cannot
-        delete it under us (PostgreSQL); if it vanished between the two statements, try again."""
+    def _find_or_insert(self, conn: sa.Connection, row: Row) -> tuple[Row, str]:
+        """After an insert found the natural key taken: use the entity that holds it (an unmanaged entity is
+        adopted, a catalog-made one shared), or create the entity if it vanished since. The found row is locked so
+        that a concurrent release of its last use cannot delete it under us (PostgreSQL); if it vanished between
+        the two statements, try again."""
         for _ in range(3):
-            if entity_store.insert_entity_if_absent(conn, row):
-                return row, "created"
             existing = entity_store.by_natural_key(conn, self.zone_id, row["type"], row["identifier"], lock=True)
             if existing is not None:
                 return existing, "shared" if existing["managed"] else "adopted"
+            if entity_store.insert_entity_if_absent(conn, row):
+                return row, "created"
         raise errors.Conflict(f"{row['type']} {row['identifier']} keeps changing concurrently")
 
     # -- failure and rollback ------------------------------------------------------------------------------

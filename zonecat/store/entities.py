@@ -34,12 +34,13 @@ def insert_entity_if_absent(conn: sa.Connection, row: Row) -> bool:
 
 
 _NATURAL_KEY = ["zone_id", "type", "identifier"]
+_PG_INSERT_IF_ABSENT = (
+    postgresql.insert(entities).on_conflict_do_nothing(index_elements=_NATURAL_KEY).returning(entities.c.id)
+)
 # Built once per dialect, and run through the driver on every entity step.
 _INSERT_IF_ABSENT = Prepared(
     {
-        "postgresql": postgresql.insert(entities)
-        .on_conflict_do_nothing(index_elements=_NATURAL_KEY)
-        .returning(entities.c.id),
+        "postgresql": _PG_INSERT_IF_ABSENT,
         "sqlite": sqlite.insert(entities).on_conflict_do_nothing(index_elements=_NATURAL_KEY).returning(entities.c.id),
     }
 )
@@ -50,13 +51,9 @@ _USE_COLUMNS = ("install_id", "local_name", "zone_id", "task_id", "position", "c
 
 def _created_with_use() -> sa.Insert:
     """PostgreSQL: the entity insert of ``_INSERT_IF_ABSENT`` as a CTE, and the use inserted from its RETURNING."""
-    created = (
-        postgresql.insert(entities)
-        .values({column.name: sa.bindparam(column.name, type_=column.type) for column in entities.c})
-        .on_conflict_do_nothing(index_elements=_NATURAL_KEY)
-        .returning(entities.c.id)
-        .cte("created")
-    )
+    created = _PG_INSERT_IF_ABSENT.values(
+        {column.name: sa.bindparam(column.name, type_=column.type) for column in entities.c}
+    ).cte("created")
     values: dict[str, sa.ColumnElement[Any]] = {
         name: sa.bindparam(f"use_{name}", type_=entity_uses.c[name].type) for name in _USE_COLUMNS
     }
@@ -89,10 +86,9 @@ def insert_entity_with_use(conn: sa.Connection, row: Row, use: Row) -> bool:
 
 
 # The statements every delete step runs, built once (building one cost more than running it on SQLite).
-_REMAINING_USES_STATEMENT = sa.select(entity_uses.c.install_id).where(
-    entity_uses.c.entity_id == sa.bindparam("entity_id")
+_REMAINING_USES = Prepared(
+    sa.select(entity_uses.c.install_id).where(entity_uses.c.entity_id == sa.bindparam("entity_id"))
 )
-_REMAINING_USES = Prepared(_REMAINING_USES_STATEMENT)
 _GET_ENTITY_STATEMENT = sa.select(entities).where(
     entities.c.zone_id == sa.bindparam("zone_id"), entities.c.id == sa.bindparam("entity_id")
 )
