@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from tests.pg import backend_url
 from zonecat.store.database import Database
-from zonecat.store.prepared import Prepared
+from zonecat.store.prepared import Prepared, sent_together
 from zonecat.store.schema import entities, installs
 from zonecat.store.secrets import SecretBox, generate_key
 
@@ -129,6 +129,53 @@ def test_driver_errors_are_raised_as_sqlalchemys(boxed: Database) -> None:
         assert conn.execute(sa.select(sa.func.count()).select_from(entities)).scalar() == 3
 
 
+def test_statements_sent_together_commit_together_or_not_at_all(boxed: Database) -> None:
+    with boxed.write() as conn:
+        _INSERT_ENTITY.run(conn, _entity("ent_1"))
+        with sent_together(conn):
+            _INSERT_ENTITY.run(conn, _entity("ent_2"))
+            # A count read inside waits for the statements sent before it, and counts their rows.
+            assert _RENAME.rowcount(conn, {"entity_id": "ent_2", "s": "renamed"}) == 1
+            _INSERT_ENTITY.run(conn, _entity("ent_3"))
+        assert not conn.in_transaction(), "the block ends the transaction"
+    with boxed.read() as conn:
+        assert [row["slug"] for row in map(_entity_of(conn), ["ent_1", "ent_2", "ent_3"])] == [
+            "ent_1",
+            "renamed",
+            "ent_3",
+        ]
+    # The second insert fails (its key is taken): nothing of the transaction stays, the statements before the
+    # block included, and the error is SQLAlchemy's, without the parameters.
+    with pytest.raises(sa.exc.IntegrityError) as raised, boxed.write() as conn:
+        _INSERT_ENTITY.run(conn, _entity("ent_4"))
+        with sent_together(conn):
+            _INSERT_ENTITY.run(conn, _entity("ent_5"))
+            _INSERT_ENTITY.run(conn, _entity("ent_1"))
+            _INSERT_ENTITY.run(conn, _entity("ent_6"))
+    assert "s3cr3t" not in str(raised.value)
+    with boxed.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(entities)).scalar() == 3
+    # An exception of the caller's inside the block: nothing is committed.
+    with pytest.raises(RuntimeError), boxed.write() as conn, sent_together(conn):
+        _INSERT_ENTITY.run(conn, _entity("ent_7"))
+        raise RuntimeError("changed my mind")
+    with boxed.read() as conn:
+        assert _ENTITY.first(conn, {"id": "ent_7"}) is None
+    # The connection works as before afterwards (it left pipeline mode).
+    with boxed.write() as conn:
+        conn.execute(entities.insert(), _entity("ent_8"))
+        assert conn.execute(sa.select(sa.func.count()).select_from(entities)).scalar() == 4
+
+
+def _entity_of(conn: sa.Connection) -> Any:
+    def read(entity_id: str) -> dict[str, Any]:
+        row = _ENTITY.first(conn, {"id": entity_id})
+        assert row is not None, entity_id
+        return row
+
+    return read
+
+
 def test_a_statement_whose_sql_depends_on_its_parameters_is_refused(boxed: Database) -> None:
     with boxed.read() as conn, pytest.raises(TypeError, match="expanding IN"):
         _IN_ANY.rows(conn, {"ids": ["ent_1"]})
@@ -148,3 +195,17 @@ def test_each_engine_encrypts_with_its_own_key(tmp_path: Path) -> None:
     finally:
         first.dispose()
         second.dispose()
+
+
+def test_a_core_statement_inside_sent_together_is_refused(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    # PostgreSQL only: on SQLite there is no pipeline, and every statement inside runs at once.
+    database = Database(backend_url(request, "postgresql", tmp_path), secret_box=SecretBox.from_text(generate_key()))
+    database.migrate()
+    try:
+        with pytest.raises(RuntimeError, match="only Prepared"), database.write() as conn, sent_together(conn):
+            _INSERT_ENTITY.run(conn, _entity("ent_1"))
+            conn.execute(sa.select(sa.func.count()).select_from(entities))
+        with database.read() as conn:
+            assert _ENTITY.first(conn, {"id": "ent_1"}) is None
+    finally:
+        database.dispose()

@@ -20,6 +20,7 @@ from zonecat.store import packages as package_store
 from zonecat.store import tasks as task_store
 from zonecat.store import zones as zone_store
 from zonecat.store.database import HEAD_REVISION, PING_AFTER_IDLE_SECONDS, Database
+from zonecat.store.schema import tasks
 
 ORG = "default"
 
@@ -239,6 +240,50 @@ def test_claim_takes_due_tasks_in_order_and_reclaims_expired_leases(db: Database
     assert resumed is not None and resumed["id"] == first["id"]
     assert resumed["previous_status"] == "running" and resumed["previous_owner"] == "w1"
     assert resumed["attempts"] == 2
+
+
+@pytest.mark.parametrize("announced", [False, True])
+def test_a_claim_resumes_work_whose_lease_ended_before_it_starts_new_work(db: Database, announced: bool) -> None:
+    zone_id = zone(db)
+    # The pending task was due first, but the other one was begun already and its worker is gone.
+    waiting, begun = task_row(zone_id, new_id("ins"), run_after=1), task_row(zone_id, new_id("ins"), run_after=5)
+    ended_first = task_row(zone_id, new_id("ins"), run_after=6)
+    with db.write() as conn:
+        for row in (waiting, begun, ended_first):
+            task_store.insert_task(conn, row)
+        conn.execute(
+            tasks.update()
+            .where(tasks.c.id.in_([begun["id"], ended_first["id"]]))
+            .values(
+                status="running", locked_by="gone", locked_until_ms=sa.case((tasks.c.id == begun["id"], 90), else_=80)
+            )
+        )
+
+    def claim(worker_id: str) -> str | None:
+        if announced:
+            with db.write_statement() as conn:
+                found = task_store.claim_announced(conn, worker_id, now=100, lease_ms=1_000)
+        else:
+            with db.write() as conn:
+                found = task_store.claim(conn, worker_id, now=100, lease_ms=1_000)
+        return found["id"] if found else None
+
+    # Leases in the order they ended, then the pending task.
+    assert [claim("w1"), claim("w2"), claim("w3"), claim("w4")] == [ended_first["id"], begun["id"], waiting["id"], None]
+
+
+def test_the_queue_indexes_are_the_ones_the_schema_declares(db: Database) -> None:
+    declared = {index.name for index in tasks.indexes}
+    assert {"ix_tasks_pending", "ix_tasks_leased"} <= declared and "ix_tasks_due" not in declared
+    with db.engine.connect() as conn:
+        migrated = {index["name"] for index in sa.inspect(conn).get_indexes("tasks")}
+        if db.is_sqlite:
+            plans = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE status = 'pending' AND run_after_ms <= 5 "
+                "ORDER BY run_after_ms, id LIMIT 1"
+            ).fetchall()
+            assert any("ix_tasks_pending" in str(row) for row in plans), plans
+    assert declared <= migrated | {None}, "the migrations create every index the schema declares"
 
 
 def test_next_due_is_the_earliest_pending_run_or_lease_expiry(db: Database) -> None:

@@ -20,6 +20,7 @@ from zonecat.store import installs as install_store
 from zonecat.store import packages as package_store
 from zonecat.store import tasks as task_store
 from zonecat.store.database import Database
+from zonecat.store.prepared import sent_together
 
 Row = dict[str, Any]
 log = logging.getLogger("zonecat.task")
@@ -141,31 +142,45 @@ def _request_install(
             return replayed, False
         if prepared is None or not package_store.installable(conn, prepared.version["id"]):
             prepared = _decide(conn, principal, zone_id, body, max_inputs_bytes)
-        package, version = prepared.package, prepared.version
-        install_id = new_id("ins", now)
-        install_store.insert_install(
-            conn,
-            {
-                "id": install_id,
-                "organization_id": principal.organization_id,
-                "zone_id": zone_id,
-                "package_id": package["id"],
-                "package_slug": package["slug"],
-                "package_version": version["version"],
-                "version_id": version["id"],
-                "status": "pending",
-                "inputs": prepared.public_inputs,
-                "secret_inputs": prepared.secret_inputs,
-                "outputs": None,
-                "created_at_ms": now,
-                "updated_at_ms": now,
-            },
-        )
-        task = _insert_task(
-            conn, principal, zone_id, install_id, package["id"], package["slug"], version["version"], "create", [], now
-        )
-        _remember(conn, principal, info, task["id"], now)
+        with sent_together(conn):  # on PostgreSQL, the writes and the COMMIT in one round trip
+            task = _insert_request(conn, principal, zone_id, info, new_id("ins", now), prepared, now)
     return task, True
+
+
+def _insert_request(
+    conn: sa.Connection,
+    principal: Principal,
+    zone_id: str,
+    info: RequestInfo,
+    install_id: str,
+    prepared: _Prepared,
+    now: int,
+) -> Row:
+    """The install, its create task and the task's first event, and the idempotency key if the request has one."""
+    package, version = prepared.package, prepared.version
+    install_store.insert_install(
+        conn,
+        {
+            "id": install_id,
+            "organization_id": principal.organization_id,
+            "zone_id": zone_id,
+            "package_id": package["id"],
+            "package_slug": package["slug"],
+            "package_version": version["version"],
+            "version_id": version["id"],
+            "status": "pending",
+            "inputs": prepared.public_inputs,
+            "secret_inputs": prepared.secret_inputs,
+            "outputs": None,
+            "created_at_ms": now,
+            "updated_at_ms": now,
+        },
+    )
+    task = _insert_task(
+        conn, principal, zone_id, install_id, package["id"], package["slug"], version["version"], "create", [], now
+    )
+    _remember(conn, principal, info, task["id"], now)
+    return task
 
 
 def _decide(conn: sa.Connection, principal: Principal, zone_id: str, body: Row, max_inputs_bytes: int) -> _Prepared:
@@ -367,17 +382,18 @@ def _request_delete(
             if winner is not None and winner["operation"] == "delete":
                 return winner, False
             raise errors.Conflict(f"install {install_id} changed state; retry")
-        task = _insert_task(
-            conn,
-            principal,
-            zone_id,
-            install_id,
-            install["package_id"],
-            install["package_slug"],
-            install["package_version"],
-            "delete",
-            warnings,
-            now,
-        )
-        _remember(conn, principal, info, task["id"], now)
+        with sent_together(conn):  # on PostgreSQL, the writes and the COMMIT in one round trip
+            task = _insert_task(
+                conn,
+                principal,
+                zone_id,
+                install_id,
+                install["package_id"],
+                install["package_slug"],
+                install["package_version"],
+                "delete",
+                warnings,
+                now,
+            )
+            _remember(conn, principal, info, task["id"], now)
     return task, True

@@ -32,7 +32,7 @@ from zonecat.store.secrets import SecretBox, attach
 _IMMEDIATE = "zonecat_immediate"
 # The newest revision in migrations/versions (a store test checks it against Alembic's own head): serve and the
 # workers compare it with the database's without importing Alembic.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 
 class SchemaBehind(errors.ZonecatError):
@@ -90,6 +90,17 @@ def _ping_when_idle(engine: sa.Engine) -> None:
             raise sa.exc.DisconnectionError("connection failed its ping after sitting idle") from exc
 
 
+def _refuse_core_statements_in_pipeline(engine: sa.Engine) -> None:
+    """Inside ``sent_together`` (psycopg's pipeline mode) a statement's answer arrives only when the block ends, and
+    SQLAlchemy's own ``execute`` reads it at once: it would see no result at all. Such a statement is refused
+    instead (only ``Prepared`` statements belong there); ``conn.execute`` alone pays for the check."""
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _on_execute(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if cursor.connection.info.pipeline_status:
+            raise RuntimeError(f"only Prepared statements may run inside sent_together: {statement[:80]!r}")
+
+
 class Database:
     """One database: an engine plus the transaction helpers every store module uses.
 
@@ -138,6 +149,7 @@ class Database:
                 hide_parameters=True,
             )
             _ping_when_idle(self.engine)
+            _refuse_core_statements_in_pipeline(self.engine)
         attach(self.engine, secret_box)
         self.direct = DirectReads(self.engine, sqlite_file)
 

@@ -152,7 +152,7 @@ def update_entity(conn: sa.Connection, entity_id: str, changes: Row) -> None:
 
 
 def delete_entity(conn: sa.Connection, entity_id: str) -> None:
-    _DELETE_ENTITY.rowcount(conn, {"entity_id": entity_id})
+    _DELETE_ENTITY.run(conn, {"entity_id": entity_id})
 
 
 def insert_use(conn: sa.Connection, row: Row) -> None:
@@ -195,7 +195,7 @@ def uses_of_entities(conn: sa.Connection, entity_ids: list[str]) -> dict[str, li
 
 
 def delete_use(conn: sa.Connection, install_id: str, local_name: str) -> None:
-    _DELETE_USE.rowcount(conn, {"install_id": install_id, "local_name": local_name})
+    _DELETE_USE.run(conn, {"install_id": install_id, "local_name": local_name})
 
 
 _BY_IDS = sa.select(entities).where(entities.c.id.in_(sa.bindparam("ids", expanding=True)))

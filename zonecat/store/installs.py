@@ -84,16 +84,20 @@ def find_idempotency(
 
 
 def remember_idempotency(conn: sa.Connection, row: Row) -> None:
-    """Record a key; an expired record under the same key is replaced."""
-    conn.execute(
-        idempotency_keys.delete().where(
-            idempotency_keys.c.organization_id == row["organization_id"],
-            idempotency_keys.c.key == row["key"],
-            idempotency_keys.c.method == row["method"],
-            idempotency_keys.c.path == row["path"],
-        )
-    )
+    """Record a key; an expired record under the same key is replaced. (Both statements are ``Prepared``: the
+    install request sends them with its inserts, ``sent_together``.)"""
+    _FORGET_KEY.run(conn, {name: row[name] for name in ("organization_id", "key", "method", "path")})
     insert_row(conn, idempotency_keys, row)
+
+
+_FORGET_KEY = Prepared(
+    idempotency_keys.delete().where(
+        idempotency_keys.c.organization_id == sa.bindparam("organization_id"),
+        idempotency_keys.c.key == sa.bindparam("key"),
+        idempotency_keys.c.method == sa.bindparam("method"),
+        idempotency_keys.c.path == sa.bindparam("path"),
+    )
+)
 
 
 def forget_idempotency_before(conn: sa.Connection, cutoff: int) -> int:

@@ -15,6 +15,10 @@ metadata = sa.MetaData()
 # The condition of the partial indexes on unfinished tasks. Queries that want those indexes repeat it literally
 # (``UNFINISHED``): SQLite only uses a partial index when the query's WHERE contains the index's own condition.
 UNFINISHED = _UNFINISHED = sa.text("status IN ('pending', 'running')")
+# The queue's two partial indexes, one per way a task becomes claimable, each in the order it is claimed: a query
+# that wants the oldest due task reads one index entry instead of sorting every unfinished task.
+PENDING = _PENDING = sa.text("status = 'pending'")
+LEASED = _LEASED = sa.text("status = 'running'")
 
 tokens = sa.Table(
     "tokens",
@@ -123,14 +127,10 @@ tasks = sa.Table(
     sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
     sa.Index("ix_tasks_zone", "zone_id", "id"),
     sa.Index("ix_tasks_install", "install_id", "id"),
-    # The queue: only unfinished rows are indexed, so finished tasks never slow the claim.
-    sa.Index(
-        "ix_tasks_due",
-        "status",
-        "run_after_ms",
-        sqlite_where=_UNFINISHED,
-        postgresql_where=_UNFINISHED,
-    ),
+    # The queue: only unfinished rows are indexed, so finished tasks never slow the claim; pending tasks in the
+    # order they become due, running tasks in the order their leases end.
+    sa.Index("ix_tasks_pending", "run_after_ms", "id", sqlite_where=_PENDING, postgresql_where=_PENDING),
+    sa.Index("ix_tasks_leased", "locked_until_ms", sqlite_where=_LEASED, postgresql_where=_LEASED),
     # At most one unfinished task per install (design §2), decided by the database.
     sa.Index(
         "uq_tasks_one_unfinished_per_install",
@@ -212,7 +212,7 @@ def insert_row(conn: sa.Connection, table: sa.Table, row: dict[str, object]) -> 
     unknown = set(row) - set(table.c.keys())
     if unknown:
         raise TypeError(f"{table.name} has no columns {sorted(unknown)}")
-    _insert_of(table).rowcount(conn, row)
+    _insert_of(table).run(conn, row)
 
 
 @functools.cache

@@ -15,7 +15,7 @@ from zonecat.domain import workers
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
 from zonecat.store.prepared import Prepared
-from zonecat.store.schema import UNFINISHED, insert_row, task_events, tasks
+from zonecat.store.schema import LEASED, PENDING, insert_row, task_events, tasks
 
 Row = dict[str, Any]
 
@@ -82,21 +82,30 @@ def list_tasks(
     return fetch_page(conn, tasks, where, request)
 
 
-_DUE = sa.and_(
-    UNFINISHED,  # lets SQLite search the partial index ix_tasks_due instead of scanning every task ever run
-    sa.or_(
-        sa.and_(tasks.c.status == "pending", tasks.c.run_after_ms <= sa.bindparam("now")),
-        sa.and_(tasks.c.status == "running", tasks.c.locked_until_ms < sa.bindparam("now")),
-    ),
+# The oldest due task: first a running task whose lease ended (its worker died or handed it back: work already
+# begun, resumed before new work starts), else the pending task due first. Each half reads its own partial index
+# in claim order (``ix_tasks_leased``, ``ix_tasks_pending``), one entry unless rows are locked by other claimers.
+# The conditions repeat the indexes' own literally (``LEASED``, ``PENDING``) so that SQLite uses them too.
+_CANDIDATE_COLUMNS = (tasks.c.id, tasks.c.status, tasks.c.locked_by, tasks.c.locked_until_ms)
+_LEASE_ENDED = (
+    sa.select(*_CANDIDATE_COLUMNS)
+    .where(LEASED, tasks.c.locked_until_ms < sa.bindparam("now"))
+    .order_by(tasks.c.locked_until_ms)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+    .subquery("lease_ended")
 )
-# Built once, with bound parameters: every claim runs them.
-_CANDIDATE = Prepared(
-    sa.select(tasks.c.id, tasks.c.status, tasks.c.locked_by, tasks.c.locked_until_ms)
-    .where(_DUE)
+_PENDING_DUE = (
+    sa.select(*_CANDIDATE_COLUMNS)
+    .where(PENDING, tasks.c.run_after_ms <= sa.bindparam("now"))
     .order_by(tasks.c.run_after_ms, tasks.c.id)
     .limit(1)
     .with_for_update(skip_locked=True)
+    .subquery("pending_due")
 )
+# PostgreSQL reads the second half only when the first found nothing (an Append under LIMIT 1), so one row at
+# most is locked. Built once, with bound parameters: every claim runs it.
+_CANDIDATE = Prepared(sa.union_all(sa.select(_LEASE_ENDED), sa.select(_PENDING_DUE)).limit(1))
 
 
 def _take(lease_was_null: bool, reserve_event: bool) -> Prepared:
@@ -190,7 +199,8 @@ def claim_announced(conn: sa.Connection, worker_id: str, now: int, lease_ms: int
     return task
 
 
-# The claim (``_CANDIDATE`` and ``_take``), the event number's reservation and the running event, in one statement.
+# The claim (``_CANDIDATE`` and ``_take``, the same candidate in the same order), the event number's reservation
+# and the running event, in one statement.
 # The task's columns are named in the metadata's order (not ``tasks.*``, the table's order): ``.columns`` below
 # matches them by position.
 # The candidate's row lock (FOR UPDATE SKIP LOCKED) is held until the statement ends, and the update is still
@@ -199,12 +209,22 @@ _CLAIM_ANNOUNCED = Prepared(
     sa.text(
         """
     WITH found AS (
-        SELECT id, status, locked_by, locked_until_ms FROM tasks
-        WHERE status IN ('pending', 'running')
-          AND ((status = 'pending' AND run_after_ms <= :now) OR (status = 'running' AND locked_until_ms < :now))
-        ORDER BY run_after_ms, id
+        SELECT * FROM (
+            SELECT id, status, locked_by, locked_until_ms FROM tasks
+            WHERE status = 'running' AND locked_until_ms < :now
+            ORDER BY locked_until_ms
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED
+        ) AS lease_ended
+        UNION ALL
+        SELECT * FROM (
+            SELECT id, status, locked_by, locked_until_ms FROM tasks
+            WHERE status = 'pending' AND run_after_ms <= :now
+            ORDER BY run_after_ms, id
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED
+        ) AS pending_due
         LIMIT 1
-        FOR UPDATE SKIP LOCKED
     ), taken AS (
         UPDATE tasks
         SET status = 'running', locked_by = :worker, locked_until_ms = :lease_until,
@@ -239,7 +259,7 @@ _CLAIM_ANNOUNCED = Prepared(
 def insert_event(conn: sa.Connection, task_id: str, seq: int, now: int, kind: str, **fields: Any) -> None:
     """Insert one event under a number already reserved on the task row (``claim(reserve_event=True)``, a new
     task's seq 1)."""
-    _INSERT_EVENT.rowcount(conn, _event_row(task_id, seq, now, kind, fields))
+    _INSERT_EVENT.run(conn, _event_row(task_id, seq, now, kind, fields))
 
 
 def _event_row(task_id: str, seq: int, now: int, kind: str, fields: Row) -> Row:
@@ -273,9 +293,7 @@ _EVENT_COLUMNS = ("status", "local_name", "entity_type", "action", "entity_id", 
 
 def live_leases(conn: sa.Connection) -> list[Row]:
     """Running tasks whose lease has not been handed back or expired on purpose: id, owner, lease end."""
-    query = sa.select(tasks.c.id, tasks.c.locked_by, tasks.c.locked_until_ms).where(
-        UNFINISHED, tasks.c.status == "running", tasks.c.locked_until_ms > 1
-    )
+    query = sa.select(tasks.c.id, tasks.c.locked_by, tasks.c.locked_until_ms).where(LEASED, tasks.c.locked_until_ms > 1)
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
@@ -327,7 +345,7 @@ def append_event(conn: sa.Connection, task_id: str, now: int, kind: str, **field
     """Append one event; its ``seq`` is the task's next (the task row's counter serialises writers)."""
     row = _event_row(task_id, 0, now, kind, fields)  # built, and its fields checked, before the counter moves
     row["seq"] = seq = int(conn.execute(_NEXT_SEQ, {"task_id": task_id}).scalar_one())
-    _INSERT_EVENT.rowcount(conn, row)
+    _INSERT_EVENT.run(conn, row)
     return seq
 
 
@@ -433,13 +451,15 @@ def step_outcomes_of(conn: sa.Connection, task_ids: list[str]) -> dict[str, list
 
 def next_due_ms(conn: sa.Connection) -> int | None:
     """When the next task becomes due (the earliest run_after or lease expiry), for the worker's sleep."""
-    found = _NEXT_DUE.scalar(conn, {})
-    return int(found) if found is not None else None
+    row = _NEXT_DUE.first(conn, {})
+    due = [int(value) for value in (row or {}).values() if value is not None]
+    return min(due) if due else None
 
 
-# One statement (the worker reads it without a transaction), over the unfinished tasks only (a partial index).
+# One statement (the worker reads it without a transaction): the first entry of each queue index.
 _NEXT_DUE = Prepared(
     sa.select(
-        sa.func.min(sa.case((tasks.c.status == "pending", tasks.c.run_after_ms), else_=tasks.c.locked_until_ms))
-    ).where(UNFINISHED)
+        sa.select(sa.func.min(tasks.c.run_after_ms)).where(PENDING).scalar_subquery().label("pending"),
+        sa.select(sa.func.min(tasks.c.locked_until_ms)).where(LEASED).scalar_subquery().label("leased"),
+    )
 )
