@@ -55,6 +55,9 @@ def test_rows_written_either_way_read_the_same_either_way(boxed: Database) -> No
     with boxed.write() as conn:
         _INSERT_ENTITY.rowcount(conn, _entity("ent_prepared"))
         conn.execute(entities.insert(), _entity("ent_core"))
+        # Several rows at once (on PostgreSQL one unnest statement), a null and a false among them.
+        _INSERT_ENTITY.many(conn, [_entity("ent_many_1"), _entity("ent_many_2", created_by_install_id="ins_1")])
+        _INSERT_ENTITY.many(conn, [_entity("ent_other_1", managed=False), _entity("ent_other_2", managed=False)])
     with boxed.read() as conn:
         through_core = {row.id: dict(row._mapping) for row in conn.execute(sa.select(entities).order_by(entities.c.id))}
         through_driver = {key: _ENTITY.first(conn, {"id": key}) for key in through_core}
@@ -64,11 +67,14 @@ def test_rows_written_either_way_read_the_same_either_way(boxed: Database) -> No
     assert through_driver == through_core
     for key, row in through_core.items():
         assert row["secret_attributes"] == {"data": "s3cr3t"}
-        assert row["managed"] is True
+        assert row["managed"] is not key.startswith("ent_other")
         raw = stored[key] if isinstance(stored[key], dict) else json.loads(stored[key])
         assert set(raw) == {"enc"} and "s3cr3t" not in str(raw), "the driver path must encrypt as the column does"
-    renamed = {"id": "ent_prepared", "identifier": "ent_prepared", "slug": "ent_prepared"}
-    assert through_core["ent_prepared"] == {**through_core["ent_core"], **renamed}
+    for key in ("ent_prepared", "ent_many_1", "ent_other_1"):
+        renamed = {"id": key, "identifier": key, "slug": key, "managed": key != "ent_other_1"}
+        assert through_core[key] == {**through_core["ent_core"], **renamed}
+    assert through_core["ent_many_2"]["created_by_install_id"] == "ins_1"
+    assert through_core["ent_many_1"]["created_by_install_id"] is None
 
 
 def test_a_json_none_is_stored_as_sqlalchemy_stores_it(boxed: Database) -> None:
@@ -93,6 +99,37 @@ def test_a_json_none_is_stored_as_sqlalchemy_stores_it(boxed: Database) -> None:
         null_outputs = {row.id for row in conn.execute(sa.text("SELECT id FROM installs WHERE outputs IS NULL"))}
         assert _INSTALL_OUTPUTS.first(conn, {"id": "ins_driver"}) == {"outputs": None}
     assert ("ins_driver" in null_outputs) == ("ins_core" in null_outputs), "both stored it alike"
+
+
+def test_rows_inserted_at_once_read_as_rows_inserted_one_by_one(boxed: Database) -> None:
+    install = {
+        "organization_id": "org",
+        "zone_id": "zon_1",
+        "package_id": "pkg_1",
+        "package_slug": "p",
+        "package_version": 1,
+        "version_id": "ver_1",
+        "status": "pending",
+        "inputs": {"nested": [1, {"two": None}], "flag": False},
+        "secret_inputs": {"password": "s3cr3t"},
+        "created_at_ms": 1,
+        "updated_at_ms": 1,
+    }
+    with boxed.write() as conn:
+        conn.execute(installs.insert(), [{**install, "id": "ins_core", "outputs": None}])
+        conn.execute(installs.insert(), [{**install, "id": "ins_core_out", "outputs": {"a": "b"}}])
+        # All of installs' columns carry a cast in their SQL: on PostgreSQL this is the one-statement form.
+        Prepared(installs.insert()).many(
+            conn,
+            [{**install, "id": "ins_many", "outputs": None}, {**install, "id": "ins_many_out", "outputs": {"a": "b"}}],
+        )
+    with boxed.read() as conn:
+        rows = {row.id: dict(row._mapping) for row in conn.execute(sa.select(installs))}
+        null_outputs = {row.id for row in conn.execute(sa.text("SELECT id FROM installs WHERE outputs IS NULL"))}
+    assert rows["ins_many"] == {**rows["ins_core"], "id": "ins_many"}
+    assert rows["ins_many_out"] == {**rows["ins_core_out"], "id": "ins_many_out"}
+    assert rows["ins_many"]["secret_inputs"] == {"password": "s3cr3t"}
+    assert ("ins_many" in null_outputs) == ("ins_core" in null_outputs), "a None stored alike both ways"
 
 
 def test_updates_report_their_row_count_and_join_the_callers_transaction(boxed: Database) -> None:
