@@ -63,6 +63,12 @@ def test_unauthenticated_requests_are_401(api: Api) -> None:
             401,
             "unauthorized",
         )
+        # The token is checked before the body is looked at, and before the install or the zone is looked for.
+        for body in (b"{not json", b"[1, 2]", b""):
+            response = api.client.post(f"/zones/{zone}/installs", headers=headers, content=body)
+            assert_error(response, 401, "unauthorized")
+        assert_error(api.client.delete(f"/zones/{zone}/installs/ins_missing", headers=headers), 401, "unauthorized")
+        assert_error(api.client.delete("/zones/zon_missing/installs/ins_missing", headers=headers), 401, "unauthorized")
 
 
 def test_revoked_token_is_refused_immediately(api: Api) -> None:

@@ -19,6 +19,14 @@ PARSE_INLINE_BYTES = 16 * 1024
 
 async def json_body(request: Request, max_bytes: int, *, required: bool = True) -> Any:
     """The parsed JSON body; ``None`` for an empty body when not ``required``."""
+    raw = await body_bytes(request, max_bytes)
+    if len(raw) > PARSE_INLINE_BYTES:
+        return await run_in_threadpool(parse_json_body, raw, required)
+    return parse_json_body(raw, required)
+
+
+async def body_bytes(request: Request, max_bytes: int) -> bytes:
+    """The request body, unparsed (for ``parse_json_body`` later); 400 past ``max_bytes``."""
     raw = bytearray()
     async for chunk in request.stream():
         raw.extend(chunk)
@@ -27,9 +35,7 @@ async def json_body(request: Request, max_bytes: int, *, required: bool = True) 
                 f"the request body is larger than {max_bytes} bytes",
                 [errors.Detail("body", f"larger than {max_bytes} bytes", "bad_request")],
             )
-    if len(raw) > PARSE_INLINE_BYTES:
-        return await run_in_threadpool(parse_json_body, bytes(raw), required)
-    return parse_json_body(bytes(raw), required)
+    return bytes(raw)
 
 
 def parse_json_body(raw: bytes, required: bool = True) -> Any:

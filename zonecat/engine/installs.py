@@ -354,6 +354,7 @@ def _request_delete(
 ) -> tuple[Row, bool]:
     now = now_ms()
     with db.write() as conn:
+        visible_zone(conn, principal, zone_id)  # a missing zone is a 404 first, the idempotent replay included
         replayed = _replay(conn, principal, info)
         if replayed is not None:
             return replayed, False

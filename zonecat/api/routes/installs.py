@@ -10,8 +10,16 @@ from starlette.concurrency import run_in_threadpool
 
 from zonecat import errors
 from zonecat.api import docs, models, views
-from zonecat.api.auth import Auth, Ctx, app_context, authenticate, bearer_token_hash, principal_of
-from zonecat.api.bodies import json_body, require_object
+from zonecat.api.auth import (
+    Auth,
+    Ctx,
+    app_context,
+    authenticate_cheaply,
+    authenticate_here,
+    bearer_token_hash,
+    principal_of,
+)
+from zonecat.api.bodies import body_bytes, parse_json_body, require_object
 from zonecat.api.context import AppContext
 from zonecat.api.errors import request_id_of
 from zonecat.api.reads import read_direct
@@ -120,15 +128,21 @@ async def get_task(request: Request) -> Response:
 )
 async def create_install(request: Request) -> JSONResponse:
     """Install a package version into the zone. Returns the pending create task."""
-    # Request-only and served by a plain Starlette route, like get_task (see ``create_app``).
+    # Request-only and served by a plain Starlette route, like get_task (see ``create_app``). The body is read
+    # here and parsed in the pool thread, after the token is checked (401 and 403 come before any body error).
     zone_id = request.path_params["zone_id"]
-    principal = await authenticate(request)
     ctx = app_context(request)
-    principal.require_write(zone_id)
-    body = require_object(await json_body(request, ctx.settings.max_body_bytes))
-    info = request_info(request, body, request_id_of(request))
+    principal_now = await authenticate_cheaply(request)
+    if principal_now is not None:
+        principal_now.require_write(zone_id)
+    raw = await body_bytes(request, ctx.settings.max_body_bytes)
+    request_id = request_id_of(request)
 
     def work() -> dict[str, Any]:
+        principal = principal_now or authenticate_here(request)
+        principal.require_write(zone_id)
+        body = require_object(parse_json_body(raw))
+        info = request_info(request, body, request_id)
         # The zone is checked by request_install, in the transaction that decides the request.
         task, created = install_service.request_install(
             ctx.db, principal, zone_id, body, info, ctx.settings.max_inputs_bytes
@@ -189,15 +203,18 @@ async def delete_install(request: Request) -> JSONResponse:
     """Uninstall: returns the delete task, whose warnings name every entity that will be preserved."""
     # Request-only and served by a plain Starlette route, like get_task (see ``create_app``).
     zone_id, install_id = request.path_params["zone_id"], request.path_params["install_id"]
-    principal = await authenticate(request)
     ctx = app_context(request)
-    principal.require_write(zone_id)
-    # The SDK sends Content-Type: application/json with no body; any body is ignored.
-    info = request_info(request, None, request_id_of(request))
+    principal_now = await authenticate_cheaply(request)
+    if principal_now is not None:
+        principal_now.require_write(zone_id)
+    request_id = request_id_of(request)
 
     def work() -> dict[str, Any]:
-        with ctx.db.read() as conn:
-            visible_zone(conn, principal, zone_id)
+        principal = principal_now or authenticate_here(request)
+        principal.require_write(zone_id)
+        # The SDK sends Content-Type: application/json with no body; any body is ignored.
+        info = request_info(request, None, request_id)
+        # The zone is checked by request_delete, in the transaction that decides the request.
         task = install_service.request_delete(ctx.db, principal, zone_id, install_id, info)
         ctx.wake_worker()
         return _current_view(ctx, task)
