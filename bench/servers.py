@@ -213,6 +213,16 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size of ``pid`` (Pss of /proc/<pid>/smaps_rollup) in MB (10^6 bytes): its private pages
+    plus its share of the pages it shares with other processes (shared libraries), so that the PSS of several
+    processes adds up to the memory they take together, where their RSS counts each shared page once per process."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    raise RuntimeError(f"no Pss for pid {pid}")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` so far (all its threads)."""
     text = Path(f"/proc/{pid}/stat").read_text()
