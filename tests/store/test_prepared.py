@@ -77,8 +77,8 @@ def test_rows_written_either_way_read_the_same_either_way(boxed: Database) -> No
     assert through_core["ent_many_1"]["created_by_install_id"] is None
 
 
-def test_a_json_none_is_stored_as_sqlalchemy_stores_it(boxed: Database) -> None:
-    install = {
+def _install(**changes: Any) -> dict[str, Any]:
+    row = {
         "organization_id": "org",
         "zone_id": "zon_1",
         "package_id": "pkg_1",
@@ -92,6 +92,12 @@ def test_a_json_none_is_stored_as_sqlalchemy_stores_it(boxed: Database) -> None:
         "created_at_ms": 1,
         "updated_at_ms": 1,
     }
+    row.update(changes)
+    return row
+
+
+def test_a_json_none_is_stored_as_sqlalchemy_stores_it(boxed: Database) -> None:
+    install = _install()
     with boxed.write() as conn:
         Prepared(installs.insert()).rowcount(conn, {**install, "id": "ins_driver"})
         conn.execute(installs.insert(), {**install, "id": "ins_core"})
@@ -102,19 +108,7 @@ def test_a_json_none_is_stored_as_sqlalchemy_stores_it(boxed: Database) -> None:
 
 
 def test_rows_inserted_at_once_read_as_rows_inserted_one_by_one(boxed: Database) -> None:
-    install = {
-        "organization_id": "org",
-        "zone_id": "zon_1",
-        "package_id": "pkg_1",
-        "package_slug": "p",
-        "package_version": 1,
-        "version_id": "ver_1",
-        "status": "pending",
-        "inputs": {"nested": [1, {"two": None}], "flag": False},
-        "secret_inputs": {"password": "s3cr3t"},
-        "created_at_ms": 1,
-        "updated_at_ms": 1,
-    }
+    install = _install(inputs={"nested": [1, {"two": None}], "flag": False}, secret_inputs={"password": "s3cr3t"})
     with boxed.write() as conn:
         conn.execute(installs.insert(), [{**install, "id": "ins_core", "outputs": None}])
         conn.execute(installs.insert(), [{**install, "id": "ins_core_out", "outputs": {"a": "b"}}])
