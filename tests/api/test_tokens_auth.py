@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from tests.api.conftest import ADMIN_TOKEN, Api
@@ -69,6 +70,21 @@ def test_unauthenticated_requests_are_401(api: Api) -> None:
             assert_error(response, 401, "unauthorized")
         assert_error(api.client.delete(f"/zones/{zone}/installs/ins_missing", headers=headers), 401, "unauthorized")
         assert_error(api.client.delete("/zones/zon_missing/installs/ins_missing", headers=headers), 401, "unauthorized")
+        # Also a body over the size limit without a Content-Length (chunked), which only reading it reveals.
+        oversized = api.client.post(f"/zones/{zone}/installs", headers=headers, content=_chunks(2 * 1024 * 1024))
+        assert_error(oversized, 401, "unauthorized")
+    read_only = bearer(make_token(api, "ro-big", read_only=True)["token"])
+    oversized = api.client.post(f"/zones/{zone}/installs", headers=read_only, content=_chunks(2 * 1024 * 1024))
+    assert_error(oversized, 403, "forbidden")
+    admin = bearer(ADMIN_TOKEN)
+    too_large = api.client.post(f"/zones/{zone}/installs", headers=admin, content=_chunks(2 * 1024 * 1024))
+    assert_error(too_large, 400, "bad_request")
+
+
+def _chunks(size: int, chunk: int = 64 * 1024) -> Iterator[bytes]:
+    """A request body of ``size`` bytes sent chunked (an iterator: no Content-Length)."""
+    for start in range(0, size, chunk):
+        yield b" " * min(chunk, size - start)
 
 
 def test_revoked_token_is_refused_immediately(api: Api) -> None:

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from tests.pg import backend_url
 from zonecat.store.database import Database
-from zonecat.store.prepared import Prepared, sent_together
-from zonecat.store.schema import entities, installs
+from zonecat.store.prepared import Prepared, _unnest_form, sent_together
+from zonecat.store.schema import entities, installs, task_events
 from zonecat.store.secrets import SecretBox, generate_key
 
 _INSERT_ENTITY = Prepared(entities.insert())
@@ -55,7 +55,7 @@ def test_rows_written_either_way_read_the_same_either_way(boxed: Database) -> No
     with boxed.write() as conn:
         _INSERT_ENTITY.rowcount(conn, _entity("ent_prepared"))
         conn.execute(entities.insert(), _entity("ent_core"))
-        # Several rows at once (on PostgreSQL one unnest statement), a null and a false among them.
+        # Several rows at once (entities' Boolean has no cast in its SQL: executemany), a null and a false among them.
         _INSERT_ENTITY.many(conn, [_entity("ent_many_1"), _entity("ent_many_2", created_by_install_id="ins_1")])
         _INSERT_ENTITY.many(conn, [_entity("ent_other_1", managed=False), _entity("ent_other_2", managed=False)])
     with boxed.read() as conn:
@@ -124,6 +124,19 @@ def test_rows_inserted_at_once_read_as_rows_inserted_one_by_one(boxed: Database)
     assert rows["ins_many_out"] == {**rows["ins_core_out"], "id": "ins_many_out"}
     assert rows["ins_many"]["secret_inputs"] == {"password": "s3cr3t"}
     assert ("ins_many" in null_outputs) == ("ins_core" in null_outputs), "a None stored alike both ways"
+    # SQL NULLs (no JSON column) among the rows, and the proof that PostgreSQL took the one-statement form.
+    events = Prepared(task_events.insert())
+    event = {"task_id": "tsk_1", "created_at_ms": 5, "kind": "status", "status": "running", "local_name": None}
+    event |= {"entity_type": None, "action": None, "entity_id": None, "href": None, "message": "m"}
+    with boxed.write() as conn:
+        conn.execute(task_events.insert(), [{**event, "seq": 1}])
+        events.many(conn, [{**event, "seq": 2}, {**event, "seq": 3, "href": "/x", "message": None}])
+        if not boxed.is_sqlite:
+            assert _unnest_form(events._compile(conn.dialect, {**event, "seq": 2})) is not None
+    with boxed.read() as conn:
+        found = {row.seq: dict(row._mapping) for row in conn.execute(sa.select(task_events))}
+    assert found[2] == {**found[1], "seq": 2}
+    assert found[3] == {**found[1], "seq": 3, "href": "/x", "message": None}
 
 
 def test_updates_report_their_row_count_and_join_the_callers_transaction(boxed: Database) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from zonecat.domain import idempotency
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
 from zonecat.store.prepared import Prepared
@@ -84,18 +85,22 @@ def find_idempotency(
 
 
 def remember_idempotency(conn: sa.Connection, row: Row) -> None:
-    """Record a key; an expired record under the same key is replaced. (Both statements are ``Prepared``: the
-    install request sends them with its inserts, ``sent_together``.)"""
-    _FORGET_KEY.run(conn, {name: row[name] for name in ("organization_id", "key", "method", "path")})
+    """Record a key; an expired record under the same key is replaced. A live record is never replaced: a
+    concurrent request with the same key that committed first makes this insert fail on the key, and the caller
+    answers with that request's task. (Both statements are ``Prepared``: the install request sends them with its
+    inserts, ``sent_together``.)"""
+    params = {name: row[name] for name in ("organization_id", "key", "method", "path")}
+    _FORGET_EXPIRED_KEY.run(conn, {**params, "expired_before": row["created_at_ms"] - idempotency.WINDOW_MS})
     insert_row(conn, idempotency_keys, row)
 
 
-_FORGET_KEY = Prepared(
+_FORGET_EXPIRED_KEY = Prepared(
     idempotency_keys.delete().where(
         idempotency_keys.c.organization_id == sa.bindparam("organization_id"),
         idempotency_keys.c.key == sa.bindparam("key"),
         idempotency_keys.c.method == sa.bindparam("method"),
         idempotency_keys.c.path == sa.bindparam("path"),
+        idempotency_keys.c.created_at_ms < sa.bindparam("expired_before"),
     )
 )
 

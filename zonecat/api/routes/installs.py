@@ -128,19 +128,27 @@ async def get_task(request: Request) -> Response:
 )
 async def create_install(request: Request) -> JSONResponse:
     """Install a package version into the zone. Returns the pending create task."""
-    # Request-only and served by a plain Starlette route, like get_task (see ``create_app``). The body is read
-    # here and parsed in the pool thread, after the token is checked (401 and 403 come before any body error).
+    # Request-only and served by a plain Starlette route, like get_task (see ``create_app``). On PostgreSQL the
+    # token is read in the pool thread with the rest (one hop), so the body is read here first and every body
+    # error, its size included, is raised there after the token and the permission: 401, 403 and 429 come first.
     zone_id = request.path_params["zone_id"]
     ctx = app_context(request)
+    bearer_token_hash(request)  # 401 without a bearer token at all, before any of the body is read
     principal_now = await authenticate_cheaply(request)
     if principal_now is not None:
         principal_now.require_write(zone_id)
-    raw = await body_bytes(request, ctx.settings.max_body_bytes)
+    body_error: errors.BadRequest | None = None
+    try:
+        raw = await body_bytes(request, ctx.settings.max_body_bytes)
+    except errors.BadRequest as too_large:
+        raw, body_error = b"", too_large
     request_id = request_id_of(request)
 
     def work() -> dict[str, Any]:
         principal = principal_now or authenticate_here(request)
         principal.require_write(zone_id)
+        if body_error is not None:
+            raise body_error
         body = require_object(parse_json_body(raw))
         info = request_info(request, body, request_id)
         # The zone is checked by request_install, in the transaction that decides the request.
