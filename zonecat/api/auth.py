@@ -66,20 +66,28 @@ async def authenticate(request: Request) -> Principal:
     )
 
 
-async def authenticate_cheaply(request: Request) -> Principal | None:
-    """The principal now where the token read is cheap on the event loop (SQLite); None on PostgreSQL, where the
-    route reads it with ``authenticate_here`` inside the thread-pool hop it makes for its own work. A hop costs
-    ~290 µs of CPU on the benchmark VM (each thread wake-up is expensive there), a fifth of an install request."""
+async def writer_cheaply(request: Request, zone_id: str) -> Principal | None:
+    """The principal, allowed to write in ``zone_id``, where the token read is cheap on the event loop (SQLite);
+    None on PostgreSQL, where the route reads and checks it with ``writer_here`` inside the thread-pool hop it
+    makes for its own work. A hop costs ~290 µs of CPU on the benchmark VM (each thread wake-up is expensive
+    there), a fifth of an install request."""
     if not app_context(request).db.direct.loop_capable:
         return None
-    return await authenticate(request)
+    principal = await authenticate(request)
+    principal.require_write(zone_id)
+    return principal
 
 
-def authenticate_here(request: Request) -> Principal:
-    """``authenticate`` for code already in a pool thread: the same one-statement read, without a hop."""
+def writer_here(request: Request, zone_id: str, checked: Principal | None) -> Principal:
+    """For code already in a pool thread: ``checked`` (from ``writer_cheaply``), or else the token read with the
+    same one-statement read as ``authenticate``, without a hop, and its write permission checked."""
+    if checked is not None:
+        return checked
     token_hash = bearer_token_hash(request)
     with app_context(request).db.direct.pooled(snapshot=False) as reader:
-        return principal_of(request, token_hash, reader)
+        principal = principal_of(request, token_hash, reader)
+    principal.require_write(zone_id)
+    return principal
 
 
 Auth = Annotated[Principal, Depends(authenticate)]

@@ -51,7 +51,7 @@ class _Compiled:
     # builds its column descriptions anew on every read of ``cursor.description`` (psycopg: ~8 µs a column, ~0.3 ms
     # of the worker's CPU per 3-entity install), and the columns of one SQL text are always the same.
     layout: list[tuple[list[str], list[tuple[int, Processor]]]] = field(default_factory=list, compare=False)
-    layout_many: list[str | None] = field(default_factory=list, compare=False)  # ``_unnest_form``, once known
+    unnest_sql: list[str | None] = field(default_factory=list, compare=False)  # ``_unnest_form``, once known
 
 
 class Prepared:
@@ -116,13 +116,12 @@ class Prepared:
         compiled = self._compile(conn.dialect, rows[0])
         driver, cursor = self._cursor(conn)
         try:
+            params = [self._params(compiled, row) for row in rows]
             arrays = _unnest_form(compiled) if len(rows) > 1 and not compiled.positional else None
             if arrays is None:
-                params: Any = [self._params(compiled, row) for row in rows]
                 self._call(conn, driver, cursor, compiled.sql, params, many=True)
             else:
-                columns = [self._params(compiled, row) for row in rows]
-                by_name = {name: [row[name] for row in columns] for name in compiled.names}
+                by_name = {name: [row[name] for row in params] for name in compiled.names}
                 self._call(conn, driver, cursor, arrays, by_name, many=False)
         finally:
             cursor.close()
@@ -144,20 +143,11 @@ class Prepared:
 
     @staticmethod
     def _call(conn: sa.Connection, driver: Any, cursor: Any, sql: str, params: Any, many: bool) -> None:
-        dialect = conn.dialect
-        error = dialect.loaded_dbapi.Error
-        try:
+        with _as_sqlalchemy_errors(conn, driver, cursor, sql):
             if many:
                 cursor.executemany(sql, params)
             else:
                 cursor.execute(sql, params)
-        except error as exc:
-            invalidated = dialect.is_disconnect(exc, driver, cursor)
-            if invalidated:
-                conn.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(
-                sql, None, exc, error, hide_parameters=True, connection_invalidated=invalidated, dialect=dialect
-            ) from exc
 
     @staticmethod
     def _params(compiled: _Compiled, given: Mapping[str, Any]) -> Any:
@@ -217,22 +207,29 @@ def sent_together(conn: sa.Connection) -> Iterator[None]:
         yield
         conn.commit()
         return
+    with _as_sqlalchemy_errors(conn, driver, None, "COMMIT"), driver.pipeline():
+        yield
+        # Queued like the statements, so that it goes in their round trip (``driver.commit()`` would sync once
+        # more). The connection is idle afterwards: SQLAlchemy's commit below sends nothing.
+        driver.cursor().execute("COMMIT")
+    conn.commit()
+
+
+@contextlib.contextmanager
+def _as_sqlalchemy_errors(conn: sa.Connection, driver: Any, cursor: Any, sql: str) -> Iterator[None]:
+    """Driver errors raised as SQLAlchemy's (without parameters: they can be secrets), as ``conn.execute`` raises
+    them; a lost connection is invalidated."""
     dialect = conn.dialect
     error = dialect.loaded_dbapi.Error
     try:
-        with driver.pipeline():
-            yield
-            # Queued like the statements, so that it goes in their round trip (``driver.commit()`` would sync once
-            # more). The connection is idle afterwards: SQLAlchemy's commit below sends nothing.
-            driver.cursor().execute("COMMIT")
+        yield
     except error as exc:
-        invalidated = dialect.is_disconnect(exc, driver, None)
+        invalidated = dialect.is_disconnect(exc, driver, cursor)
         if invalidated:
             conn.invalidate(exc)
         raise sa.exc.DBAPIError.instance(
-            "COMMIT", None, exc, error, hide_parameters=True, connection_invalidated=invalidated, dialect=dialect
+            sql, None, exc, error, hide_parameters=True, connection_invalidated=invalidated, dialect=dialect
         ) from exc
-    conn.commit()
 
 
 # One ``%(name)s::TYPE`` of a compiled INSERT's VALUES, as SQLAlchemy's psycopg dialect renders each parameter.
@@ -242,8 +239,8 @@ _CAST_PARAMETER = re.compile(r"%\((\w+)\)s::([A-Z][A-Z ]*(?:\(\d+\))?)")
 def _unnest_form(compiled: _Compiled) -> str | None:
     """The rows-at-once form of a compiled one-row INSERT (PostgreSQL, pyformat): each parameter an array of the
     column's values. None when the SQL is not exactly ``INSERT INTO t (…) VALUES (%(a)s::T, …)``."""
-    if compiled.layout_many:
-        return compiled.layout_many[0]
+    if compiled.unnest_sql:
+        return compiled.unnest_sql[0]
     head, marker, values = compiled.sql.partition(" VALUES (")
     found: str | None = None
     if marker and values.endswith(")") and head.startswith("INSERT INTO "):
@@ -252,7 +249,7 @@ def _unnest_form(compiled: _Compiled) -> str | None:
         if all(casts) and [m.group(1) for m in casts if m] == list(compiled.names):
             arrays = ", ".join(f"%({m.group(1)})s::{m.group(2)}[]" for m in casts if m)
             found = f"{head} SELECT * FROM unnest({arrays})"
-    compiled.layout_many.append(found)
+    compiled.unnest_sql.append(found)
     return found
 
 

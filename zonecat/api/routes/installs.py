@@ -14,10 +14,10 @@ from zonecat.api.auth import (
     Auth,
     Ctx,
     app_context,
-    authenticate_cheaply,
-    authenticate_here,
     bearer_token_hash,
     principal_of,
+    writer_cheaply,
+    writer_here,
 )
 from zonecat.api.bodies import body_bytes, parse_json_body, require_object
 from zonecat.api.context import AppContext
@@ -134,9 +134,7 @@ async def create_install(request: Request) -> JSONResponse:
     zone_id = request.path_params["zone_id"]
     ctx = app_context(request)
     bearer_token_hash(request)  # 401 without a bearer token at all, before any of the body is read
-    principal_now = await authenticate_cheaply(request)
-    if principal_now is not None:
-        principal_now.require_write(zone_id)
+    checked = await writer_cheaply(request, zone_id)
     body_error: errors.BadRequest | None = None
     try:
         raw = await body_bytes(request, ctx.settings.max_body_bytes)
@@ -145,8 +143,7 @@ async def create_install(request: Request) -> JSONResponse:
     request_id = request_id_of(request)
 
     def work() -> dict[str, Any]:
-        principal = principal_now or authenticate_here(request)
-        principal.require_write(zone_id)
+        principal = writer_here(request, zone_id, checked)
         if body_error is not None:
             raise body_error
         body = require_object(parse_json_body(raw))
@@ -212,14 +209,11 @@ async def delete_install(request: Request) -> JSONResponse:
     # Request-only and served by a plain Starlette route, like get_task (see ``create_app``).
     zone_id, install_id = request.path_params["zone_id"], request.path_params["install_id"]
     ctx = app_context(request)
-    principal_now = await authenticate_cheaply(request)
-    if principal_now is not None:
-        principal_now.require_write(zone_id)
+    checked = await writer_cheaply(request, zone_id)
     request_id = request_id_of(request)
 
     def work() -> dict[str, Any]:
-        principal = principal_now or authenticate_here(request)
-        principal.require_write(zone_id)
+        principal = writer_here(request, zone_id, checked)
         # The SDK sends Content-Type: application/json with no body; any body is ignored.
         info = request_info(request, None, request_id)
         # The zone is checked by request_delete, in the transaction that decides the request.
