@@ -428,3 +428,27 @@ def test_the_whole_copy_estimates_the_size_the_lazy_walk_counts() -> None:
     whole, size = bindings_module._copied_to_json(value.plain_value(), "result")
     assert whole == lazy
     assert size == 10**9 - budget.left
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{"a": [1, 2u, 2.5, true, null, "s", ["t", {"u": "v"}]], "e": {}, "l": []}',
+        "pkg.inputs",
+        '"just a string"',
+        "[pkg.inputs.n, -7, 0.0]",
+    ],
+)
+def test_the_quick_size_of_a_plain_result_equals_the_converting_walk(source: str) -> None:
+    plain = compile_binding(source, variables=["pkg"])._expression.eval(data=PKG).plain_value()
+    assert bindings_module._plain_json_size(plain) == bindings_module._copied_to_json(plain, "result")[1]
+
+
+@pytest.mark.parametrize(
+    "source",
+    ['[b"xy"]', '{"t": timestamp("2024-05-01T10:00:00Z")}', '{"d": [duration("1s")]}', "{1: 2}", "[1.0 / 0.0]"],
+)
+def test_a_result_to_convert_or_refuse_is_not_taken_as_plain(source: str) -> None:
+    plain = compile_binding(source, variables=["pkg"])._expression.eval(data=PKG).plain_value()
+    with pytest.raises(bindings_module._Unusual):
+        bindings_module._plain_json_size(plain)

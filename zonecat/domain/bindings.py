@@ -120,11 +120,15 @@ class Binding:
             raise BindingEvaluationError(_redacted(_evaluation_message(str(value.value())), data))
         try:
             if self._copy_at_once(activation_bytes):
+                plain = value.plain_value()
                 try:
-                    result, size = _copied_to_json(value.plain_value(), "result")
-                except _NotPlain:
-                    pass  # a value JSON cannot hold: the lazy walk below names its CEL type
-                else:
+                    result, size = plain, _plain_json_size(plain)
+                except _Unusual:  # a scalar JSON cannot hold as it is, or a map key that is not a string
+                    try:
+                        result, size = _copied_to_json(plain, "result")
+                    except _NotPlain:
+                        result = _NOT_SCALAR  # a value JSON cannot hold: the lazy walk below names its CEL type
+                if result is not _NOT_SCALAR:
                     _Budget(MAX_RESULT_BYTES).spend(size)
                     return result
             return _to_json(value, _Budget(MAX_RESULT_BYTES), "result")
@@ -399,6 +403,38 @@ def _to_json(value: Any, budget: _Budget, path: _Path) -> object:
             result[key] = _to_json(item, budget, (path, key))
         return result
     raise BindingEvaluationError(f"the result has a value of CEL type {value.type().name()} at {_path_text(path)}")
+
+
+def _plain_json_size(plain: object) -> int:
+    """The estimated JSON size of a result copied whole, when it is plain JSON already (the common case: strings,
+    maps with string keys, lists, finite numbers, booleans, null). Without paths or conversions, and with strings
+    handled inline, it is about twice as fast as ``_copied_to_json``, which takes over on ``_Unusual`` (anything
+    to convert or to refuse) and produces the same size."""
+    kind = type(plain)
+    if kind is str:
+        return len(plain) + 2  # type: ignore[arg-type]
+    if kind is dict:
+        total = 2
+        for key, item in plain.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
+                raise _Unusual()
+            if type(item) is str:
+                total += len(item) + len(key) + 6
+            else:
+                total += _plain_json_size(item) + len(key) + 4
+        return total
+    if kind is list:
+        total = 2
+        for item in plain:  # type: ignore[attr-defined]
+            total += len(item) + 2 if type(item) is str else _plain_json_size(item)
+        return total
+    if plain is None or kind is bool:
+        return 5
+    if kind is int:
+        return len(str(plain))
+    if kind is float and math.isfinite(plain):  # type: ignore[arg-type]
+        return 24
+    raise _Unusual()
 
 
 def _copied_to_json(plain: object, path: _Path) -> tuple[object, int]:
