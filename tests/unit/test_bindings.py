@@ -227,6 +227,24 @@ def test_uses_comprehensions() -> None:
     assert not compile_binding('{"map": pkg.map}', variables=["pkg"]).uses_comprehensions
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "pkg.l.map(x, x)",
+        "pkg.l . exists ( x, x == 1)",
+        '{"map": pkg.map}',
+        '{"identifier": "7", "name": pkg.e6.outputs.id}',  # no word to scan for: not tokenized
+        "pkg.l.all(x, x > 0) && pkg.l.filter(y, y > 1).size() > 0",
+        '"filter(" + pkg.s',
+        "pkg.l.exists_one(x, x == 2)",
+    ],
+)
+def test_a_source_is_tokenized_only_when_it_holds_a_word_the_checks_look_for(source: str) -> None:
+    from zonecat.domain.bindings import _tokens, _uses_comprehensions
+
+    assert compile_binding(source, variables=["pkg"]).uses_comprehensions == _uses_comprehensions(_tokens(source))
+
+
 def test_evaluation_is_thread_safe() -> None:
     binding = compile_binding(
         '{"id": pkg.inputs.id, "sq": pkg.inputs.items.map(x, x * x), "s": string(pkg.inputs.id) + "!"}',

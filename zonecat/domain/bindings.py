@@ -54,6 +54,7 @@ _COMPREHENSION_MACROS = frozenset({"map", "filter", "all", "exists", "exists_one
 _FORBIDDEN_FUNCTIONS = {
     "replace": "replace() is not available: its result grows with the product of its arguments' sizes",
 }
+_WORDS_TO_SCAN = tuple(_COMPREHENSION_MACROS | _FORBIDDEN_FUNCTIONS.keys())
 
 
 class BindingSyntaxError(ValidationFailed):
@@ -159,7 +160,9 @@ def _compile(source: str, variables: tuple[str, ...]) -> Binding:
     size = len(source.encode("utf-8"))
     if size > MAX_EXPRESSION_BYTES:
         raise BindingSyntaxError(f"the expression is {size} bytes long; the limit is {MAX_EXPRESSION_BYTES}")
-    tokens = _tokens(source)
+    # Both questions asked of the tokens are about identifiers, whose text is always part of the source: a source
+    # that holds none of those words needs no tokenizing (~50 µs for a short expression; cel-cpp compiles it in ~70).
+    tokens = _tokens(source) if any(word in source for word in _WORDS_TO_SCAN) else ()
     for index, token in enumerate(tokens):
         reason = _FORBIDDEN_FUNCTIONS.get(token.text) if token.kind == "ident" else None
         if reason and index + 1 < len(tokens) and tokens[index + 1].text == "(":
