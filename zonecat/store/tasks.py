@@ -105,7 +105,8 @@ _PENDING_DUE = (
 )
 # PostgreSQL reads the second half only when the first found nothing (an Append under LIMIT 1), so one row at
 # most is locked. Built once, with bound parameters: every claim runs it.
-_CANDIDATE = Prepared(sa.union_all(sa.select(_LEASE_ENDED), sa.select(_PENDING_DUE)).limit(1))
+_CANDIDATES = sa.union_all(sa.select(_LEASE_ENDED), sa.select(_PENDING_DUE)).limit(1)
+_CANDIDATE = Prepared(_CANDIDATES)
 
 
 def _take(lease_was_null: bool, reserve_event: bool) -> Prepared:
@@ -199,61 +200,70 @@ def claim_announced(conn: sa.Connection, worker_id: str, now: int, lease_ms: int
     return task
 
 
-# The claim (``_CANDIDATE`` and ``_take``, the same candidate in the same order), the event number's reservation
-# and the running event, in one statement.
-# The task's columns are named in the metadata's order (not ``tasks.*``, the table's order): ``.columns`` below
-# matches them by position.
-# The candidate's row lock (FOR UPDATE SKIP LOCKED) is held until the statement ends, and the update is still
-# guarded by the status and lease that were read.
-_CLAIM_ANNOUNCED = Prepared(
-    sa.text(
-        """
-    WITH found AS (
-        SELECT * FROM (
-            SELECT id, status, locked_by, locked_until_ms FROM tasks
-            WHERE status = 'running' AND locked_until_ms < :now
-            ORDER BY locked_until_ms
-            LIMIT 1
-            FOR UPDATE SKIP LOCKED
-        ) AS lease_ended
-        UNION ALL
-        SELECT * FROM (
-            SELECT id, status, locked_by, locked_until_ms FROM tasks
-            WHERE status = 'pending' AND run_after_ms <= :now
-            ORDER BY run_after_ms, id
-            LIMIT 1
-            FOR UPDATE SKIP LOCKED
-        ) AS pending_due
-        LIMIT 1
-    ), taken AS (
-        UPDATE tasks
-        SET status = 'running', locked_by = :worker, locked_until_ms = :lease_until,
-            attempts = tasks.attempts + 1, updated_at_ms = :now, event_seq = tasks.event_seq + 1
-        FROM found
-        WHERE tasks.id = found.id AND tasks.status = found.status
-          AND tasks.locked_until_ms IS NOT DISTINCT FROM found.locked_until_ms
-        RETURNING {task_columns}, found.status AS previous_status, found.locked_by AS previous_owner,
-            found.locked_until_ms AS previous_lease
-    ), announced AS (
-        INSERT INTO task_events (task_id, seq, created_at_ms, kind, status, message)
-        SELECT id, event_seq, :now, 'status', 'running',
-            CASE WHEN previous_status = 'running'
-                THEN :resumed_by || previous_owner
-                    || CASE WHEN previous_lease = 0 THEN :released_it ELSE :let_lease_expire END
-                    || ' (attempt ' || attempts || ')'
-                ELSE :claimed_by
-            END
-        FROM taken
+def _claim_announced() -> sa.Select[Any]:
+    """The claim (``_CANDIDATES`` and ``_take``: the same candidate in the same order), the event number's
+    reservation and the running event, in one PostgreSQL statement. The candidate's row lock (FOR UPDATE SKIP LOCKED)
+    is held until the statement ends, and the update is still guarded by the status and lease that were read."""
+    found = _CANDIDATES.cte("found")
+    taken = (
+        tasks.update()
+        .where(
+            tasks.c.id == found.c.id,
+            tasks.c.status == found.c.status,
+            tasks.c.locked_until_ms.is_not_distinct_from(found.c.locked_until_ms),
+        )
+        .values(
+            status="running",
+            locked_by=sa.bindparam("worker"),
+            locked_until_ms=sa.bindparam("lease_until"),
+            attempts=tasks.c.attempts + 1,
+            updated_at_ms=sa.bindparam("now"),
+            event_seq=tasks.c.event_seq + 1,
+        )
+        .returning(
+            *tasks.c,
+            found.c.status.label("previous_status"),
+            found.c.locked_by.label("previous_owner"),
+            found.c.locked_until_ms.label("previous_lease"),
+        )
+        .cte("taken")
     )
-    SELECT * FROM taken
-    """.format(task_columns=", ".join(f"tasks.{column.name}" for column in tasks.c))
-    ).columns(
-        *tasks.c,
-        sa.column("previous_status", sa.String),
-        sa.column("previous_owner", sa.String),
-        sa.column("previous_lease", sa.BigInteger),
+    text = sa.String()
+    # workers.claim_message, in SQL: who claimed it, and from whom (a released or an expired lease) when resumed.
+    message = sa.case(
+        (
+            taken.c.previous_status == "running",
+            sa.bindparam("resumed_by", type_=text)
+            + taken.c.previous_owner
+            + sa.case(
+                (taken.c.previous_lease == 0, sa.bindparam("released_it", type_=text)),
+                else_=sa.bindparam("let_lease_expire", type_=text),
+            )
+            + " (attempt "
+            + sa.cast(taken.c.attempts, text)
+            + ")",
+        ),
+        else_=sa.bindparam("claimed_by", type_=text),
     )
-)
+    announced = (
+        task_events.insert()
+        .from_select(
+            ["task_id", "seq", "created_at_ms", "kind", "status", "message"],
+            sa.select(
+                taken.c.id,
+                taken.c.event_seq,
+                sa.bindparam("now", type_=sa.BigInteger),
+                sa.literal_column("'status'"),
+                sa.literal_column("'running'"),
+                message,
+            ),
+        )
+        .cte("announced")
+    )
+    return sa.select(taken).add_cte(announced)
+
+
+_CLAIM_ANNOUNCED = Prepared(_claim_announced())
 
 
 def insert_event(conn: sa.Connection, task_id: str, seq: int, now: int, kind: str, **fields: Any) -> None:
