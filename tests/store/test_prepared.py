@@ -182,6 +182,7 @@ def test_statements_sent_together_commit_together_or_not_at_all(boxed: Database)
             assert _RENAME.rowcount(conn, {"entity_id": "ent_2", "s": "renamed"}) == 1
             _INSERT_ENTITY.run(conn, _entity("ent_3"))
         assert not conn.in_transaction(), "the block ends the transaction"
+        assert not any("pipeline" in str(key) for key in conn.info), "the pipeline is not kept past the block"
     with boxed.read() as conn:
         assert [row["slug"] for row in map(_entity_of(conn), ["ent_1", "ent_2", "ent_3"])] == [
             "ent_1",

@@ -97,7 +97,7 @@ class Prepared:
         """Run a statement that returns no rows; the number of rows it changed."""
         _, cursor = self._run(conn, params)
         try:
-            pipeline = getattr(cursor.connection, "_pipeline", None)
+            pipeline = conn.info.get(_PIPELINE)
             if pipeline is not None:
                 pipeline.sync()  # inside ``sent_together``: the count is known only once the answer is back
             return int(cursor.rowcount)
@@ -207,11 +207,15 @@ def sent_together(conn: sa.Connection) -> Iterator[None]:
         yield
         conn.commit()
         return
-    with _as_sqlalchemy_errors(conn, driver, None, "COMMIT"), driver.pipeline():
-        yield
-        # Queued like the statements, so that it goes in their round trip (``driver.commit()`` would sync once
-        # more). The connection is idle afterwards: SQLAlchemy's commit below sends nothing.
-        driver.cursor().execute("COMMIT")
+    with _as_sqlalchemy_errors(conn, driver, None, "COMMIT"), driver.pipeline() as pipeline:
+        conn.info[_PIPELINE] = pipeline  # for ``rowcount``, which must sync before it can count
+        try:
+            yield
+            # Queued like the statements, so that it goes in their round trip (``driver.commit()`` would sync once
+            # more). The connection is idle afterwards: SQLAlchemy's commit below sends nothing.
+            driver.cursor().execute("COMMIT")
+        finally:
+            del conn.info[_PIPELINE]
     conn.commit()
 
 
@@ -263,6 +267,7 @@ def _begun(conn: sa.Connection) -> Any:
 
 
 _CACHE = "_zonecat_prepared"
+_PIPELINE = "zonecat_pipeline"  # key of ``Connection.info``: the psycopg pipeline of ``sent_together``, while open
 _compile_lock = threading.Lock()
 
 
