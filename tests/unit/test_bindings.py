@@ -395,6 +395,10 @@ def test_evaluation_errors_redact_values_of_the_activation() -> None:
         "1.0 / 0.0",
         "[int]",
         '{"k": type(1)}',
+        # Runtime errors, whose plain value is their message, and a string result that is not one.
+        "pkg.inputs.missing",
+        "1 / 0",
+        '"a string, not an error"',
     ],
 )
 def test_the_whole_copy_and_the_lazy_walk_convert_alike(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
