@@ -83,7 +83,7 @@ def test_a_task_ends_in_the_transaction_that_claims_the_next_due_one(api: Api, m
     worker = Worker(api.db, api.worker.settings, name="claims-ahead")
     claims: list[bool] = []  # for each claim: whether it ran in a transaction of its own
     on_its_own = threading.local()
-    claim, write_statement = task_store.claim_announced, api.db.write_statement
+    claim, write_statement = task_store.claim_announced_later, api.db.write_statement
 
     def counted_claim(*args: Any, **kwargs: Any) -> Any:
         claims.append(getattr(on_its_own, "set", False))
@@ -98,7 +98,7 @@ def test_a_task_ends_in_the_transaction_that_claims_the_next_due_one(api: Api, m
         finally:
             on_its_own.set = False
 
-    monkeypatch.setattr(task_store, "claim_announced", counted_claim)
+    monkeypatch.setattr(task_store, "claim_announced_later", counted_claim)
     monkeypatch.setattr(api.db, "write_statement", own_statement)
     assert worker.run_one()
     monkeypatch.undo()
@@ -114,6 +114,6 @@ def test_a_task_ends_in_the_transaction_that_claims_the_next_due_one(api: Api, m
     stopping = Worker(api.db, api.worker.settings, name="stopping")
     stopping.stop()
     with api.db.write() as conn:
-        assert stopping._claim_next(conn) is None
+        assert stopping._claim_next(conn).get() is None
     assert api.get(f"/zones/{zone}/catalog_tasks/{waiting}?redirect=false").json()["status"] == "pending"
     assert run_due_tasks(api) == 1

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from tests.pg import backend_url
 from zonecat.store.database import Database
-from zonecat.store.prepared import Prepared, _unnest_form, sent_together
+from zonecat.store.prepared import Prepared, _unnest_form, answered_together, sent_together
 from zonecat.store.schema import entities, installs, task_events
 from zonecat.store.secrets import SecretBox, generate_key
 
@@ -254,3 +254,28 @@ def test_a_core_statement_inside_sent_together_is_refused(request: pytest.Fixtur
             assert _ENTITY.first(conn, {"id": "ent_1"}) is None
     finally:
         database.dispose()
+
+
+def test_answers_of_statements_sent_together_are_read_after_the_block(boxed: Database) -> None:
+    with boxed.write() as conn:
+        _INSERT_ENTITY.run(conn, _entity("ent_1"))
+    on_postgresql = boxed.engine.dialect.name == "postgresql"
+    with boxed.write() as conn:
+        with answered_together(conn):
+            renamed = _RENAME.rowcount_later(conn, {"entity_id": "ent_1", "s": "renamed"})
+            missing = _RENAME.rowcount_later(conn, {"entity_id": "ent_missing", "s": "x"})
+            found = _ENTITY.first_later(conn, {"id": "ent_1"}).then(lambda row: row and row["slug"])
+            nothing = _ENTITY.first_later(conn, {"id": "ent_missing"})
+            # On PostgreSQL the statements are only queued here: one round trip when the block ends.
+            driver: Any = conn.connection.dbapi_connection
+            assert bool(on_postgresql and driver.info.pipeline_status) == on_postgresql
+        assert (renamed.get(), missing.get(), found.get(), nothing.get()) == (1, 0, "renamed", None)
+        assert conn.in_transaction(), "the block leaves the transaction to its caller"
+    with boxed.read() as conn:
+        assert _entity_of(conn)("ent_1")["slug"] == "renamed"
+    # An error of one statement is SQLAlchemy's, raised by the block at the latest; the transaction rolls back.
+    with pytest.raises(sa.exc.IntegrityError), boxed.write() as conn, answered_together(conn):
+        _RENAME.rowcount_later(conn, {"entity_id": "ent_1", "s": "lost"})
+        _INSERT_ENTITY.rowcount_later(conn, _entity("ent_1"))
+    with boxed.read() as conn:
+        assert _entity_of(conn)("ent_1")["slug"] == "renamed"

@@ -838,3 +838,47 @@ def test_single_statement_connections_go_back_to_the_pool_transactional(db: Data
             raise RuntimeError("abandon the transaction")
     with db.read() as conn:
         assert zone_store.get_zone(conn, ORG, zone_id)["name"] == "one-statement"  # type: ignore[index]
+
+
+def test_a_journal_numbers_its_events_after_the_counter_and_writes_nothing_once_the_lease_is_lost(
+    db: Database,
+) -> None:
+    zone_id = zone(db)
+    install = install_row(zone_id)
+    task = task_row(zone_id, install["id"])
+    with db.write() as conn:
+        install_store.insert_install(conn, install)
+        task_store.insert_task(conn, task, {"kind": "status", "status": "pending"})  # event 1
+        assert task_store.claim_announced(conn, "w1", now=100, lease_ms=50) is not None  # event 2
+    step = {"local_name": "e0", "entity_type": "secret"}
+    done = {**step, "kind": "step_done", "action": "created", "entity_id": "ent_1", "href": "/e/1", "message": "ok"}
+    with db.write() as conn:
+        assert task_store.journal(conn, task["id"], "w1", 200, 50, [{**step, "kind": "step_started"}, done])
+        assert not task_store.journal(conn, task["id"], "w2", 210, 50, [{"kind": "status", "status": "x"}])
+    with db.write() as conn:
+        end = {"status": "completed", "locked_until_ms": None, "updated_at_ms": 300}
+        assert task_store.journal(conn, task["id"], "w1", 300, 50, [{"kind": "status", "status": "completed"}], end)
+        assert not task_store.journal(conn, task["id"], "w1", 310, 50, [{"kind": "status", "status": "again"}])
+    with db.read() as conn:
+        events = task_store.list_events(conn, task["id"], 0, 10)
+        stored = task_store.task_by_id(conn, task["id"])
+    assert [(e["seq"], e["kind"], e["status"], e["created_at_ms"]) for e in events] == [
+        (1, "status", "pending", task["created_at_ms"]),
+        (2, "status", "running", 100),
+        (3, "step_started", None, 200),
+        (4, "step_done", None, 200),
+        (5, "status", "completed", 300),
+    ]
+    assert {k: events[3][k] for k in done if k != "kind"} == {k: v for k, v in done.items() if k != "kind"}
+    assert stored is not None and (stored["event_seq"], stored["status"], stored["locked_until_ms"]) == (
+        5,
+        "completed",
+        None,
+    )
+    if db.engine.dialect.name == "postgresql":
+        # A value too long for its column is refused, as a plain insert refuses it, not cut to fit.
+        with pytest.raises(sa.exc.DataError), db.write() as conn:
+            task_store.insert_task(conn, task_row(zone_id, install["id"]))  # a second, running task to journal on
+            claimed = task_store.claim(conn, "w3", now=400, lease_ms=50)
+            assert claimed is not None
+            task_store.journal(conn, claimed["id"], "w3", 401, 50, [{"kind": "status", "entity_type": "t" * 65}])

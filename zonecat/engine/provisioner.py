@@ -40,6 +40,7 @@ from zonecat.store import installs as install_store
 from zonecat.store import packages as package_store
 from zonecat.store import tasks as task_store
 from zonecat.store.database import Database
+from zonecat.store.prepared import Answer, answered_together
 
 Row = dict[str, Any]
 log = logging.getLogger("zonecat.task")
@@ -79,7 +80,7 @@ class TaskRun:
         worker_id: str,
         lease_ms: int,
         should_stop: Callable[[], bool],
-        claim_next: Callable[[sa.Connection], Row | None] | None = None,
+        claim_next: Callable[[sa.Connection], Answer[Row | None]] | None = None,
     ) -> None:
         """``claim_next``, when given, claims the worker's next task inside the transaction that ends this one
         (one write transaction fewer per task while tasks are waiting); the claimed task is ``next_task`` once that
@@ -568,23 +569,28 @@ class TaskRun:
         """End the task and move its install, in ``conn``; ``events`` are journaled before the final status."""
         outputs = changes.pop("outputs", None)
         final = {"kind": "status", "status": task_status, "message": changes.get("error_message")}
-        # One guarded statement appends the events and ends the task (status, lease) while this worker owns it.
-        ended = task_store.journal(
-            conn,
-            self.task_id,
-            self.worker_id,
-            now,
-            self.lease_ms,
-            [*(events or []), final],
-            {"status": task_status, "locked_until_ms": None, "updated_at_ms": now, **changes},
-        )
-        if not ended:
-            raise errors.LeaseLost()
         install_changes: Row = {}
         if outputs is not None:
             install_changes["outputs"] = outputs
-        moved = install_store.move_install(conn, self.install_id, expected, install_status, now, **install_changes)
-        if not moved:
+        # On PostgreSQL the end goes out in one round trip, its answers read after: a refused one raises below and
+        # the transaction rolls back with all of it (the claim of the next task included).
+        with answered_together(conn):
+            # One guarded statement appends the events and ends the task (status, lease) while this worker owns it.
+            ended = task_store.journal_later(
+                conn,
+                self.task_id,
+                self.worker_id,
+                now,
+                self.lease_ms,
+                [*(events or []), final],
+                {"status": task_status, "locked_until_ms": None, "updated_at_ms": now, **changes},
+            )
+            moved = install_store.move_install_later(
+                conn, self.install_id, expected, install_status, now, **install_changes
+            )
+            claimed = self.claim_next(conn) if self.claim_next is not None else None
+        if not ended.get():
+            raise errors.LeaseLost()
+        if not moved.get():
             raise errors.Conflict(f"install {self.install_id} was not in {expected} when its task finished")
-        if self.claim_next is not None:
-            self._claimed = self.claim_next(conn)
+        self._claimed = claimed.get() if claimed is not None else None

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from zonecat.domain import idempotency
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
-from zonecat.store.prepared import Prepared
+from zonecat.store.prepared import Answer, Prepared
 from zonecat.store.schema import idempotency_keys, insert_row, installs
 
 Row = dict[str, Any]
@@ -44,10 +44,18 @@ def move_install(
     conn: sa.Connection, install_id: str, expected: tuple[str, ...], status: str, now: int, **changes: Any
 ) -> bool:
     """Guarded status write: only while the install is in one of ``expected``. False if it was not."""
+    return move_install_later(conn, install_id, expected, status, now, **changes).get()
+
+
+def move_install_later(
+    conn: sa.Connection, install_id: str, expected: tuple[str, ...], status: str, now: int, **changes: Any
+) -> Answer[bool]:
+    """``move_install``, whose answer is read when asked for (see ``prepared.answered_together``)."""
     params = {f"set_{key}": value for key, value in changes.items()}
     params.update({f"expected_{index}": value for index, value in enumerate(expected)})
     params.update({"install_id": install_id, "new_status": status, "at": now})
-    return _move_statement(len(expected), tuple(sorted(changes))).rowcount(conn, params) == 1
+    statement = _move_statement(len(expected), tuple(sorted(changes)))
+    return statement.rowcount_later(conn, params).then(lambda count: count == 1)
 
 
 @functools.cache

@@ -17,9 +17,11 @@ Only statements whose SQL never changes with their parameters qualify (no expand
 once per set of column names it is given.
 
 ``sent_together`` ends a transaction with statements whose answers nobody waits for: on PostgreSQL they and the
-COMMIT go out in one round trip (psycopg's pipeline mode). A round trip to a local PostgreSQL costs ~210 µs of wall
-time and ~115 µs of the client's CPU on the 2-vCPU VM the benchmarks run on (a bare ``SELECT 1``; a process-to-process
-socket ping-pong alone costs 84 µs there), so the statements of a request cost more in waiting than in work.
+COMMIT go out in one round trip (psycopg's pipeline mode). ``answered_together`` sends statements whose answers are
+read only after all of them were sent (``first_later``, ``rowcount_later``): one round trip for all on PostgreSQL.
+A round trip to a local PostgreSQL costs ~210 µs of wall time and ~115 µs of the client's CPU on the 2-vCPU VM the
+benchmarks run on (a bare ``SELECT 1``; a process-to-process socket ping-pong alone costs 84 µs there), so the
+statements of a request cost more in waiting than in work.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
 Row = dict[str, Any]
 Processor = Callable[[Any], Any]
+T = TypeVar("T")
+U = TypeVar("U")
 
 _PYFORMAT_NAME = re.compile(r"%\(([^)]+)\)s")
 
@@ -52,6 +56,32 @@ class _Compiled:
     # of the worker's CPU per 3-entity install), and the columns of one SQL text are always the same.
     layout: list[tuple[list[str], list[tuple[int, Processor]]]] = field(default_factory=list, compare=False)
     unnest_sql: list[str | None] = field(default_factory=list, compare=False)  # ``_unnest_form``, once known
+
+
+class Answer(Generic[T]):
+    """What a statement answered, read when ``get`` is first called (after the ``answered_together`` block that
+    sent it, on PostgreSQL) or at once. Made by ``Prepared.first_later`` and ``rowcount_later``, or ``known``."""
+
+    __slots__ = ("_read", "_value")
+
+    def __init__(self, read: Callable[[], T], *, now: bool) -> None:
+        self._read: Callable[[], T] | None = read
+        if now:
+            self.get()
+
+    @classmethod
+    def known(cls, value: T) -> Answer[T]:
+        """An answer already in hand (a statement run at once, e.g. on SQLite)."""
+        return cls(lambda: value, now=True)
+
+    def get(self) -> T:
+        if self._read is not None:
+            self._value, self._read = self._read(), None
+        return self._value
+
+    def then(self, convert: Callable[[T], U]) -> Answer[U]:
+        """This answer, converted by ``convert`` when it is read."""
+        return Answer(lambda: convert(self.get()), now=self._read is None)
 
 
 class Prepared:
@@ -103,6 +133,32 @@ class Prepared:
             return int(cursor.rowcount)
         finally:
             cursor.close()
+
+    def first_later(self, conn: sa.Connection, params: Mapping[str, Any]) -> Answer[Row | None]:
+        """``first``, whose row is read when asked for: inside ``answered_together`` on PostgreSQL, once the block has
+        sent every statement; elsewhere at once."""
+        compiled, cursor = self._run(conn, params)
+
+        def read() -> Row | None:
+            try:
+                found = cursor.fetchone()
+                return self._fetch(compiled, cursor, [found])[0] if found is not None else None
+            finally:
+                cursor.close()
+
+        return Answer(read, now=_PIPELINE not in conn.info)
+
+    def rowcount_later(self, conn: sa.Connection, params: Mapping[str, Any]) -> Answer[int]:
+        """``rowcount``, read when asked for (see ``first_later``)."""
+        _, cursor = self._run(conn, params)
+
+        def read() -> int:
+            try:
+                return int(cursor.rowcount)
+            finally:
+                cursor.close()
+
+        return Answer(read, now=_PIPELINE not in conn.info)
 
     def many(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement that returns no rows once per parameter set; every set names the same parameters.
@@ -217,6 +273,27 @@ def sent_together(conn: sa.Connection) -> Iterator[None]:
         finally:
             del conn.info[_PIPELINE]
     conn.commit()
+
+
+@contextlib.contextmanager
+def answered_together(conn: sa.Connection) -> Iterator[None]:
+    """Statements of ``conn``'s transaction sent together; their answers (``Prepared.first_later``,
+    ``rowcount_later``) are read after the block. On psycopg the block runs in pipeline mode: the statements go to
+    the server in one round trip when it ends, and an error of any of them is raised there, as SQLAlchemy's (the
+    transaction is then aborted: the caller's rolls back as usual). Elsewhere they run one by one, at once.
+
+    For statements whose answers decide nothing about the ones sent with them; a caller that refuses an answer
+    (a lost lease) raises after the block, and the transaction rolls back with every statement of it."""
+    driver = _begun(conn)
+    if not hasattr(driver, "pipeline"):
+        yield
+        return
+    with _as_sqlalchemy_errors(conn, driver, None, "pipeline"), driver.pipeline() as pipeline:
+        conn.info[_PIPELINE] = pipeline
+        try:
+            yield
+        finally:
+            del conn.info[_PIPELINE]
 
 
 @contextlib.contextmanager

@@ -10,11 +10,12 @@ import functools
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from zonecat.domain import workers
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
-from zonecat.store.prepared import Prepared
+from zonecat.store.prepared import Answer, Prepared
 from zonecat.store.schema import LEASED, PENDING, insert_row, task_events, tasks
 
 Row = dict[str, Any]
@@ -173,6 +174,12 @@ def claim_announced(conn: sa.Connection, worker_id: str, now: int, lease_ms: int
     (``Database.write_statement``) claims in one round trip: an idle worker woken for a task another worker took
     wastes one round trip, not five. On SQLite they are ``claim`` and ``insert_event`` in the caller's transaction.
     """
+    return claim_announced_later(conn, worker_id, now, lease_ms).get()
+
+
+def claim_announced_later(conn: sa.Connection, worker_id: str, now: int, lease_ms: int) -> Answer[Row | None]:
+    """``claim_announced``, whose claimed task is read when asked for: inside ``prepared.answered_together`` on
+    PostgreSQL, once every statement of the block was sent."""
     if conn.dialect.name == "postgresql":
         params = {
             "now": now,
@@ -183,21 +190,23 @@ def claim_announced(conn: sa.Connection, worker_id: str, now: int, lease_ms: int
             "released_it": workers.RELEASED_IT,
             "let_lease_expire": workers.LET_LEASE_EXPIRE,
         }
-        row = _CLAIM_ANNOUNCED.first(conn, params)
-        if row is None:
-            return None
-        lease = row.pop("previous_lease")
-        # 0: the previous owner gave the task back (graceful stop); else its lease ran out (it died).
-        row["previous_released"] = row["previous_status"] == "running" and lease == 0
-        return row
+        return _CLAIM_ANNOUNCED.first_later(conn, params).then(_announced)
     task = claim(conn, worker_id, now, lease_ms, reserve_event=True)
-    if task is None:
+    if task is not None:
+        message = workers.claim_message(
+            worker_id, task["previous_status"], task["previous_owner"], task["previous_released"], task["attempts"]
+        )
+        insert_event(conn, task["id"], task["event_seq"], now, "status", status="running", message=message)
+    return Answer.known(task)
+
+
+def _announced(row: Row | None) -> Row | None:
+    if row is None:
         return None
-    message = workers.claim_message(
-        worker_id, task["previous_status"], task["previous_owner"], task["previous_released"], task["attempts"]
-    )
-    insert_event(conn, task["id"], task["event_seq"], now, "status", status="running", message=message)
-    return task
+    lease = row.pop("previous_lease")
+    # 0: the previous owner gave the task back (graceful stop); else its lease ran out (it died).
+    row["previous_released"] = row["previous_status"] == "running" and lease == 0
+    return row
 
 
 def _claim_announced() -> sa.Select[Any]:
@@ -372,14 +381,56 @@ _GUARD_AND_RESERVE_STATEMENT = (
 _GUARD_AND_RESERVE = Prepared(_GUARD_AND_RESERVE_STATEMENT)
 
 
-@functools.cache
-def _guard_changing(names: tuple[str, ...]) -> Prepared:
-    """``_GUARD_AND_RESERVE`` that also sets these task columns (from parameters ``set_<name>``), overriding the
-    lease renewal where it names ``locked_until_ms``; built once per set of names."""
+def _guard_statement(names: tuple[str, ...]) -> sa.Update:
+    """``_GUARD_AND_RESERVE_STATEMENT`` that also sets these task columns (from parameters ``set_<name>``),
+    overriding the lease renewal where it names ``locked_until_ms``."""
     unknown = set(names) - set(tasks.c.keys())
     if unknown:
         raise TypeError(f"tasks has no columns {sorted(unknown)}")
-    return Prepared(_GUARD_AND_RESERVE_STATEMENT.values({name: sa.bindparam(f"set_{name}") for name in names}))
+    return _GUARD_AND_RESERVE_STATEMENT.values({name: sa.bindparam(f"set_{name}") for name in names})
+
+
+@functools.cache
+def _guard_changing(names: tuple[str, ...]) -> Prepared:
+    """``_guard_statement`` as a Prepared statement, built once per set of names."""
+    return Prepared(_guard_statement(names))
+
+
+_JOURNALED_COLUMNS = ("kind", *_EVENT_COLUMNS)
+
+
+@functools.cache
+def _journal_in_one(names: tuple[str, ...]) -> Prepared:
+    """PostgreSQL: the guarded update of ``_guard_statement(names)`` and the insert of its events, numbered from the
+    counter it returns (``event_<column>``: one array per column, in event order), as one statement. It returns
+    the counter, or no row (and inserts nothing) when the worker no longer owns the task."""
+    guarded = _guard_statement(names).cte("guarded")
+    event = (
+        sa.func.unnest(
+            *(
+                # Unbounded text, as a plain insert's parameters are: a value too long for its column is then
+                # refused by the insert, not cut short by the cast.
+                sa.cast(sa.bindparam(f"event_{name}"), postgresql.ARRAY(sa.Text))
+                for name in _JOURNALED_COLUMNS
+            )
+        )
+        .table_valued(*_JOURNALED_COLUMNS, with_ordinality="ordinal")
+        .render_derived(name="event")
+    )
+    journaled = (
+        task_events.insert()
+        .from_select(
+            ["task_id", "seq", "created_at_ms", *_JOURNALED_COLUMNS],
+            sa.select(
+                sa.bindparam("task_id", type_=task_events.c.task_id.type),
+                guarded.c.event_seq - sa.bindparam("count", type_=sa.Integer) + event.c.ordinal,
+                sa.bindparam("at", type_=sa.BigInteger),
+                *(event.c[name] for name in _JOURNALED_COLUMNS),
+            ).select_from(guarded.join(event, sa.true())),
+        )
+        .cte("journaled")
+    )
+    return Prepared(sa.select(guarded.c.event_seq).add_cte(journaled))
 
 
 def journal(
@@ -391,28 +442,46 @@ def journal(
     events: list[dict[str, Any]],
     changes: Row | None = None,
 ) -> bool:
-    """Renew the lease and append ``events`` (each with a ``kind``) in one guarded statement plus one insert;
-    ``changes`` are more task columns for the same guarded update (the end of a task: status, no lease).
+    """Renew the lease and append ``events`` (each with a ``kind``) in one guarded statement (PostgreSQL) or one
+    guarded statement plus one insert (SQLite); ``changes`` are more task columns for the same guarded update (the end
+    of a task: status, no lease).
 
     False, and nothing written, when ``worker_id`` no longer owns the running task. This is the write every entity
-    step makes inside its own transaction, so it is kept to two statements.
+    step makes inside its own transaction, so it is kept to as few statements as the database allows.
     """
+    return journal_later(conn, task_id, worker_id, now, lease_ms, events, changes).get()
+
+
+def journal_later(
+    conn: sa.Connection,
+    task_id: str,
+    worker_id: str,
+    now: int,
+    lease_ms: int,
+    events: list[dict[str, Any]],
+    changes: Row | None = None,
+) -> Answer[bool]:
+    """``journal``, whose answer is read when asked for (see ``prepared.answered_together``)."""
     params: Row = {"task_id": task_id, "worker_id": worker_id, "until": now + lease_ms, "count": len(events)}
-    statement = _GUARD_AND_RESERVE
-    if changes:
-        statement = _guard_changing(tuple(sorted(changes)))
-        params.update({f"set_{name}": value for name, value in changes.items()})
-    last = statement.scalar(conn, params)
+    names = tuple(sorted(changes or ()))
+    params.update({f"set_{name}": value for name, value in (changes or {}).items()})
+    rows = [
+        _event_row(task_id, 0, now, event["kind"], {k: v for k, v in event.items() if k != "kind"}) for event in events
+    ]
+    if rows and conn.dialect.name == "postgresql":
+        # The event numbers follow from the counter the guarded update moves: one statement, no answer awaited.
+        params["at"] = now
+        params.update({f"event_{name}": [row[name] for row in rows] for name in _JOURNALED_COLUMNS})
+        return _journal_in_one(names).first_later(conn, params).then(lambda found: found is not None)
+    last = (_guard_changing(names) if names else _GUARD_AND_RESERVE).scalar(conn, params)
     if last is None:
-        return False
-    if events:
-        first = int(last) - len(events) + 1
-        rows = [
-            _event_row(task_id, first + offset, now, event["kind"], {k: v for k, v in event.items() if k != "kind"})
-            for offset, event in enumerate(events)
-        ]
+        return Answer.known(False)
+    if rows:
+        first = int(last) - len(rows) + 1
+        for offset, row in enumerate(rows):
+            row["seq"] = first + offset
         _INSERT_EVENT.many(conn, rows)
-    return True
+    return Answer.known(True)
 
 
 def list_events(conn: sa.Connection, task_id: str, after_seq: int, limit: int) -> list[Row]:

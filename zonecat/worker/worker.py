@@ -23,6 +23,7 @@ from zonecat.engine.provisioner import Interrupted, TaskRun
 from zonecat.settings import Settings
 from zonecat.store import tasks as task_store
 from zonecat.store.database import Database
+from zonecat.store.prepared import Answer
 
 log = logging.getLogger("zonecat.worker")
 
@@ -103,13 +104,14 @@ class Worker:
             task = self._run_claimed(task)
         return True
 
-    def _claim_next(self, conn: sa.Connection) -> dict[str, Any] | None:
+    def _claim_next(self, conn: sa.Connection) -> Answer[dict[str, Any] | None]:
         """Claim the next due task inside the transaction that ends the current one: while tasks wait, each costs
         one write transaction fewer (on SQLite one turn of the write lock fewer, on PostgreSQL one round trip).
-        The claim commits with that end, exactly as a claim of its own would have right after it."""
+        The claim commits with that end, exactly as a claim of its own would have right after it. The claimed task
+        is read from the answer (on PostgreSQL once the end's statements were all sent)."""
         if self._stop.is_set():
-            return None
-        return task_store.claim_announced(conn, self.worker_id, now_ms(), self.lease_ms)
+            return Answer.known(None)
+        return task_store.claim_announced_later(conn, self.worker_id, now_ms(), self.lease_ms)
 
     def _run_claimed(self, task: dict[str, Any]) -> dict[str, Any] | None:
         """Run a claimed task; the next task its ending transaction claimed, if any."""
