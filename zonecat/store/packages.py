@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
-from zonecat.store.prepared import Prepared
+from zonecat.store.prepared import Answer, Prepared
 from zonecat.store.schema import insert_row, installs, package_versions, packages
 
 Row = dict[str, Any]
@@ -61,8 +61,13 @@ _FIND_VERSION_BRIEF = Prepared(
 
 def find_package_brief(conn: sa.Connection, organization_id: str, zone_id: str, ref: str) -> Row | None:
     """``find_package``, id and slug only."""
+    return find_package_brief_later(conn, organization_id, zone_id, ref).get()
+
+
+def find_package_brief_later(conn: sa.Connection, organization_id: str, zone_id: str, ref: str) -> Answer[Row | None]:
+    """``find_package_brief``, read when asked for (see ``prepared.answered_together``)."""
     params = {"organization_id": organization_id, "zone_id": zone_id, "ref": ref}
-    return _FIND_PACKAGE_BRIEF.first(conn, params)
+    return _FIND_PACKAGE_BRIEF.first_later(conn, params)
 
 
 def current_version_brief(conn: sa.Connection, package_id: str) -> Row | None:

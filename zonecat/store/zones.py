@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
-from zonecat.store.prepared import Prepared
+from zonecat.store.prepared import Answer, Prepared
 from zonecat.store.schema import (
     entities,
     entity_uses,
@@ -40,6 +40,11 @@ _GET_ZONE = Prepared(
 
 def get_zone(conn: sa.Connection, organization_id: str, zone_id: str) -> Row | None:
     return _GET_ZONE.first(conn, {"organization_id": organization_id, "zone_id": zone_id})
+
+
+def get_zone_later(conn: sa.Connection, organization_id: str, zone_id: str) -> Answer[Row | None]:
+    """``get_zone``, read when asked for (see ``prepared.answered_together``)."""
+    return _GET_ZONE.first_later(conn, {"organization_id": organization_id, "zone_id": zone_id})
 
 
 def zone_by_name(conn: sa.Connection, organization_id: str, name: str) -> Row | None:
