@@ -25,6 +25,7 @@ from tests.api.helpers import (
 from zonecat.logs import JsonFormatter
 from zonecat.store import installs as install_store
 from zonecat.store import tasks as task_store
+from zonecat.store.prepared import Answer
 
 
 def test_install_version_beyond_int32_is_a_validation_error_not_a_500(api: Api) -> None:
@@ -218,20 +219,21 @@ def test_a_delete_that_loses_the_race_returns_the_winners_task(api: Api, monkeyp
     first = start_delete(api, zone, task["install_id"])
     assert first.status_code == 202
     # The second DELETE read the install before the first committed (PostgreSQL, READ COMMITTED).
-    real_get, real_unfinished = install_store.get_install, task_store.unfinished_task_of
+    real_get, real_unfinished = install_store.get_install_later, task_store.unfinished_task_of_later
     calls = {"get": 0, "unfinished": 0}
 
-    def stale_get(conn: sa.Connection, zone_id: str, install_id: str) -> Any:
+    def stale_get(conn: sa.Connection, zone_id: str, install_id: str) -> Answer[Any]:
         calls["get"] += 1
-        row = real_get(conn, zone_id, install_id)
-        return {**row, "status": "active"} if calls["get"] == 1 and row else row
+        return real_get(conn, zone_id, install_id).then(
+            lambda row: {**row, "status": "active"} if calls["get"] == 1 and row else row
+        )
 
-    def stale_unfinished(conn: sa.Connection, install_id: str) -> Any:
+    def stale_unfinished(conn: sa.Connection, install_id: str) -> Answer[Any]:
         calls["unfinished"] += 1
-        return None if calls["unfinished"] == 1 else real_unfinished(conn, install_id)
+        return Answer.known(None) if calls["unfinished"] == 1 else real_unfinished(conn, install_id)
 
-    monkeypatch.setattr(install_store, "get_install", stale_get)
-    monkeypatch.setattr(task_store, "unfinished_task_of", stale_unfinished)
+    monkeypatch.setattr(install_store, "get_install_later", stale_get)
+    monkeypatch.setattr(task_store, "unfinished_task_of_later", stale_unfinished)
     second = start_delete(api, zone, task["install_id"])
     monkeypatch.undo()
     assert second.status_code == 202, second.text

@@ -26,7 +26,12 @@ _IN_ZONE = Prepared(_BY_ID_STATEMENT.where(installs.c.zone_id == sa.bindparam("z
 
 
 def get_install(conn: sa.Connection, zone_id: str, install_id: str) -> Row | None:
-    return _IN_ZONE.first(conn, {"zone_id": zone_id, "install_id": install_id})
+    return get_install_later(conn, zone_id, install_id).get()
+
+
+def get_install_later(conn: sa.Connection, zone_id: str, install_id: str) -> Answer[Row | None]:
+    """``get_install``, read when asked for (see ``prepared.answered_together``)."""
+    return _IN_ZONE.first_later(conn, {"zone_id": zone_id, "install_id": install_id})
 
 
 def install_by_id(conn: sa.Connection, install_id: str) -> Row | None:

@@ -16,7 +16,7 @@ from zonecat.domain import workers
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
 from zonecat.store.prepared import Answer, Prepared
-from zonecat.store.schema import LEASED, PENDING, insert_row, task_events, tasks
+from zonecat.store.schema import LEASED, PENDING, UNFINISHED, insert_row, task_events, tasks
 
 Row = dict[str, Any]
 
@@ -34,9 +34,9 @@ def insert_task(conn: sa.Connection, row: Row, first_event: Row | None = None) -
 # Built once: task reads run on every request about a task or an install.
 _TASK_BY_ID = sa.select(tasks).where(tasks.c.id == sa.bindparam("task_id"))
 _TASK_IN_ZONE = _TASK_BY_ID.where(tasks.c.zone_id == sa.bindparam("zone_id"))
-_UNFINISHED_OF = sa.select(tasks).where(
-    tasks.c.install_id == sa.bindparam("install_id"), tasks.c.status.in_(("pending", "running"))
-)
+# The condition of the one-unfinished-task-per-install index, literally (``UNFINISHED``): SQLite then reads that
+# index, and the statement has no expanding IN, so that it can be a ``Prepared`` one.
+_UNFINISHED_OF = Prepared(sa.select(tasks).where(tasks.c.install_id == sa.bindparam("install_id"), UNFINISHED))
 
 
 def get_task(conn: sa.Connection, zone_id: str, task_id: str) -> Row | None:
@@ -50,8 +50,12 @@ def task_by_id(conn: sa.Connection, task_id: str) -> Row | None:
 
 
 def unfinished_task_of(conn: sa.Connection, install_id: str) -> Row | None:
-    found = conn.execute(_UNFINISHED_OF, {"install_id": install_id}).first()
-    return dict(found._mapping) if found else None
+    return unfinished_task_of_later(conn, install_id).get()
+
+
+def unfinished_task_of_later(conn: sa.Connection, install_id: str) -> Answer[Row | None]:
+    """``unfinished_task_of``, read when asked for (see ``prepared.answered_together``)."""
+    return _UNFINISHED_OF.first_later(conn, {"install_id": install_id})
 
 
 def last_task_of(conn: sa.Connection, install_id: str, operation: str) -> Row | None:
