@@ -12,6 +12,7 @@ import pytest
 from tests.api.conftest import Api
 from tests.api.helpers import create_package, delete_and_wait, pause_worker, run_due_tasks, start_install
 from zonecat.store import tasks as task_store
+from zonecat.store.prepared import Answer
 from zonecat.worker.worker import Worker
 
 
@@ -63,6 +64,36 @@ def test_every_step_is_announced_before_its_outcome(api: Api) -> None:
         ("step_started", "google", "provider", None),
         ("step_done", "google", "provider", "deleted"),
     ]
+
+
+def test_an_end_refused_after_it_was_sent_rolls_back_with_the_claim_of_the_next_task(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task's end, the install's move and the next claim go out together (one round trip on PostgreSQL) and are
+    judged after: when the end is refused (the lease was lost meanwhile), none of it stays, the next claim included."""
+    zone = api.new_zone()
+    inputs = {"schema": {"type": "object", "properties": {"run": {"type": "string"}}, "required": ["run"]}}
+    one = {"e0": {"type": "secret", "bindings": '{"identifier": "refused-" + entities.inputs.run, "name": "n"}'}}
+    package = create_package(api, zone, {"kind": "custom", "name": "refused end", "inputs": inputs, "entities": one})
+    pause_worker(api)
+    first, second = (start_install(api, zone, package["id"], {"run": str(index)}).json() for index in range(2))
+    real = task_store.journal_later
+
+    def refused_end(conn: Any, task_id: str, worker_id: str, *args: Any, **kwargs: Any) -> Answer[bool]:
+        answer = real(conn, task_id, worker_id, *args, **kwargs)  # sent with the rest of the end
+        ending = len(args) > 3 and args[3] and args[3].get("status") == "completed"
+        return Answer.known(False) if ending and task_id == first["id"] else answer
+
+    monkeypatch.setattr(task_store, "journal_later", refused_end)
+    worker = Worker(api.db, api.worker.settings, name="refused")
+    assert worker.run_one()
+    monkeypatch.undo()
+    assert worker.tasks_run == 1, "the next task was not handed over"
+    second_now = api.get(f"/zones/{zone}/catalog_tasks/{second['id']}?redirect=false").json()
+    assert second_now["status"] == "pending", "the claim sent with the refused end was rolled back"
+    install = api.get(f"/zones/{zone}/installs/{first['install_id']}").json()
+    assert install["status"] == "pending", "the install did not move"
+    assert api.get(f"/zones/{zone}/catalog_tasks/{first['id']}?redirect=false").json()["status"] == "running"
 
 
 def test_a_task_ends_in_the_transaction_that_claims_the_next_due_one(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -279,3 +279,39 @@ def test_answers_of_statements_sent_together_are_read_after_the_block(boxed: Dat
         _INSERT_ENTITY.rowcount_later(conn, _entity("ent_1"))
     with boxed.read() as conn:
         assert _entity_of(conn)("ent_1")["slug"] == "renamed"
+
+
+def test_pipelined_blocks_nest_count_inside_and_leave_nothing_behind(boxed: Database) -> None:
+    with boxed.write() as conn:
+        _INSERT_ENTITY.run(conn, _entity("ent_1"))
+    with boxed.write() as conn:
+        with answered_together(conn):
+            early = _RENAME.rowcount_later(conn, {"entity_id": "ent_1", "s": "early"})
+            assert early.get() == 1, "a count read inside the block waits for its answer"
+            with answered_together(conn):
+                inner = _RENAME.rowcount_later(conn, {"entity_id": "ent_1", "s": "inner"})
+            assert _RENAME.rowcount(conn, {"entity_id": "ent_1", "s": "outer"}) == 1  # still syncs after the inner
+        assert inner.get() == 1
+        assert not any("pipeline" in str(key) for key in conn.info), "no pipeline is kept past the blocks"
+        with answered_together(conn), sent_together(conn):
+            _RENAME.run(conn, {"entity_id": "ent_1", "s": "committed"})
+        assert not any("pipeline" in str(key) for key in conn.info)
+    with boxed.read() as conn:
+        assert _entity_of(conn)("ent_1")["slug"] == "committed"
+
+
+def test_a_connection_lost_inside_a_pipelined_block_is_reported_as_such(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    database = Database(backend_url(request, "postgresql", tmp_path))
+    database.migrate()
+    try:
+        with pytest.raises(sa.exc.OperationalError), database.write() as conn:
+            _ENTITY.first(conn, {"id": "ent_none"})
+            backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with database.engine.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({int(backend)})")
+            with answered_together(conn):
+                _ENTITY.first_later(conn, {"id": "ent_none"})
+    finally:
+        database.dispose()

@@ -234,7 +234,8 @@ def test_uses_comprehensions() -> None:
         "pkg.l . exists ( x, x == 1)",
         '{"map": pkg.map}',
         '{"identifier": "7", "name": pkg.e6.outputs.id}',  # no word to scan for: not tokenized
-        "pkg.l.all(x, x > 0) && pkg.l.filter(y, y > 1).size() > 0",
+        "pkg.l.all(x, x > 0)",
+        "pkg.l.filter(y, y > 1)",
         '"filter(" + pkg.s',
         "pkg.l.exists_one(x, x == 2)",
     ],

@@ -124,20 +124,15 @@ class Prepared:
         cursor.close()
 
     def rowcount(self, conn: sa.Connection, params: Mapping[str, Any]) -> int:
-        """Run a statement that returns no rows; the number of rows it changed."""
-        _, cursor = self._run(conn, params)
-        try:
-            pipeline = conn.info.get(_PIPELINE)
-            if pipeline is not None:
-                pipeline.sync()  # inside ``sent_together``: the count is known only once the answer is back
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
+        """Run a statement that returns no rows; the number of rows it changed (inside a pipelined block, once the
+        answers so far are back)."""
+        return self.rowcount_later(conn, params).get()
 
     def first_later(self, conn: sa.Connection, params: Mapping[str, Any]) -> Answer[Row | None]:
         """``first``, whose row is read when asked for: inside ``answered_together`` on PostgreSQL, once the block has
         sent every statement; elsewhere at once."""
         compiled, cursor = self._run(conn, params)
+        # (psycopg's fetch inside a pipeline syncs by itself: a row read inside the block is right, only slower.)
 
         def read() -> Row | None:
             try:
@@ -151,14 +146,18 @@ class Prepared:
     def rowcount_later(self, conn: sa.Connection, params: Mapping[str, Any]) -> Answer[int]:
         """``rowcount``, read when asked for (see ``first_later``)."""
         _, cursor = self._run(conn, params)
+        info = conn.info
 
         def read() -> int:
             try:
+                pipeline = info.get(_PIPELINE)
+                if pipeline is not None:
+                    pipeline.sync()  # read inside the block: the count is known only once the answer is back
                 return int(cursor.rowcount)
             finally:
                 cursor.close()
 
-        return Answer(read, now=_PIPELINE not in conn.info)
+        return Answer(read, now=_PIPELINE not in info)
 
     def many(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement that returns no rows once per parameter set; every set names the same parameters.
@@ -263,15 +262,11 @@ def sent_together(conn: sa.Connection) -> Iterator[None]:
         yield
         conn.commit()
         return
-    with _as_sqlalchemy_errors(conn, driver, None, "COMMIT"), driver.pipeline() as pipeline:
-        conn.info[_PIPELINE] = pipeline  # for ``rowcount``, which must sync before it can count
-        try:
-            yield
-            # Queued like the statements, so that it goes in their round trip (``driver.commit()`` would sync once
-            # more). The connection is idle afterwards: SQLAlchemy's commit below sends nothing.
-            driver.cursor().execute("COMMIT")
-        finally:
-            del conn.info[_PIPELINE]
+    with _as_sqlalchemy_errors(conn, driver, None, "COMMIT"), driver.pipeline() as pipeline, _kept(conn, pipeline):
+        yield
+        # Queued like the statements, so that it goes in their round trip (``driver.commit()`` would sync once
+        # more). The connection is idle afterwards: SQLAlchemy's commit below sends nothing.
+        driver.cursor().execute("COMMIT")
     conn.commit()
 
 
@@ -288,12 +283,25 @@ def answered_together(conn: sa.Connection) -> Iterator[None]:
     if not hasattr(driver, "pipeline"):
         yield
         return
-    with _as_sqlalchemy_errors(conn, driver, None, "pipeline"), driver.pipeline() as pipeline:
-        conn.info[_PIPELINE] = pipeline
-        try:
-            yield
-        finally:
-            del conn.info[_PIPELINE]
+    with _as_sqlalchemy_errors(conn, driver, None, "pipeline"), driver.pipeline() as pipeline, _kept(conn, pipeline):
+        yield
+
+
+@contextlib.contextmanager
+def _kept(conn: sa.Connection, pipeline: Any) -> Iterator[None]:
+    """``pipeline`` in the connection's info while the block runs (``rowcount`` and an answer read inside the block
+    sync through it), then whatever was there before: blocks nest, as psycopg's pipelines do. The info dict is taken
+    first: once a lost connection is invalidated, ``conn.info`` itself raises, which would hide the real error."""
+    info = conn.info
+    outer = info.get(_PIPELINE)
+    info[_PIPELINE] = pipeline
+    try:
+        yield
+    finally:
+        if outer is None:
+            info.pop(_PIPELINE, None)
+        else:
+            info[_PIPELINE] = outer
 
 
 @contextlib.contextmanager
