@@ -882,3 +882,25 @@ def test_a_journal_numbers_its_events_after_the_counter_and_writes_nothing_once_
             claimed = task_store.claim(conn, "w3", now=400, lease_ms=50)
             assert claimed is not None
             task_store.journal(conn, claimed["id"], "w3", 401, 50, [{"kind": "status", "entity_type": "t" * 65}])
+
+
+def test_a_claim_that_finds_nothing_tells_when_the_next_task_is_due(db: Database) -> None:
+    zone_id = zone(db)
+    with db.write_statement() as conn:
+        assert task_store.claim_or_next_due(conn, "w0", now=1, lease_ms=10) == (None, None)
+    leased, later = task_row(zone_id, new_id("ins"), run_after=0), task_row(zone_id, new_id("ins"), run_after=500)
+    with db.write() as conn:
+        task_store.insert_task(conn, leased)
+        claimed = task_store.claim(conn, "w1", now=1, lease_ms=299)  # leased until 300
+        assert claimed is not None and claimed["id"] == leased["id"]
+        task_store.insert_task(conn, later)
+    with db.write_statement() as conn:
+        assert task_store.claim_or_next_due(conn, "w2", now=100, lease_ms=10) == (None, 300)
+    with db.write_statement() as conn:
+        task, due = task_store.claim_or_next_due(conn, "w2", now=400, lease_ms=1_000)
+    assert task is not None and (task["id"], task["locked_by"], due) == (leased["id"], "w2", None)
+    assert set(task) >= {"previous_status", "previous_owner", "previous_released"}
+    assert not any(key.startswith("next_") for key in task)
+    with db.write_statement() as conn:
+        assert task_store.claim_or_next_due(conn, "w3", now=450, lease_ms=10) == (None, 500)
+        assert task_store.next_due_ms(conn) == 500

@@ -111,6 +111,9 @@ _PENDING_DUE = (
 # PostgreSQL reads the second half only when the first found nothing (an Append under LIMIT 1), so one row at
 # most is locked. Built once, with bound parameters: every claim runs it.
 _CANDIDATES = sa.union_all(sa.select(_LEASE_ENDED), sa.select(_PENDING_DUE)).limit(1)
+# The first entry of each queue index: when the next pending task is due, and when the first lease ends.
+_FIRST_PENDING = sa.select(sa.func.min(tasks.c.run_after_ms)).where(PENDING).scalar_subquery()
+_FIRST_LEASE_END = sa.select(sa.func.min(tasks.c.locked_until_ms)).where(LEASED).scalar_subquery()
 _CANDIDATE = Prepared(_CANDIDATES)
 
 
@@ -181,20 +184,24 @@ def claim_announced(conn: sa.Connection, worker_id: str, now: int, lease_ms: int
     return claim_announced_later(conn, worker_id, now, lease_ms).get()
 
 
+def claim_or_next_due(conn: sa.Connection, worker_id: str, now: int, lease_ms: int) -> tuple[Row | None, int | None]:
+    """``claim_announced``, and when nothing was claimable, when the next task becomes due (``next_due_ms``). On
+    PostgreSQL both come from the claim's one statement; on SQLite the read follows the claim."""
+    if conn.dialect.name != "postgresql":
+        task = claim_announced(conn, worker_id, now, lease_ms)
+        return task, (next_due_ms(conn) if task is None else None)
+    row = _CLAIM_ANNOUNCED.first(conn, _claim_announced_params(worker_id, now, lease_ms))
+    if row is not None and row["id"] is None:
+        due = [int(row[name]) for name in ("next_pending_ms", "next_lease_end_ms") if row[name] is not None]
+        return None, min(due) if due else None
+    return _announced(row), None
+
+
 def claim_announced_later(conn: sa.Connection, worker_id: str, now: int, lease_ms: int) -> Answer[Row | None]:
     """``claim_announced``, whose claimed task is read when asked for: inside ``prepared.answered_together`` on
     PostgreSQL, once every statement of the block was sent."""
     if conn.dialect.name == "postgresql":
-        params = {
-            "now": now,
-            "worker": worker_id,
-            "lease_until": now + lease_ms,
-            "claimed_by": workers.claimed_by(worker_id),
-            "resumed_by": workers.resumed_by(worker_id),
-            "released_it": workers.RELEASED_IT,
-            "let_lease_expire": workers.LET_LEASE_EXPIRE,
-        }
-        return _CLAIM_ANNOUNCED.first_later(conn, params).then(_announced)
+        return _CLAIM_ANNOUNCED.first_later(conn, _claim_announced_params(worker_id, now, lease_ms)).then(_announced)
     task = claim(conn, worker_id, now, lease_ms, reserve_event=True)
     if task is not None:
         message = workers.claim_message(
@@ -204,9 +211,22 @@ def claim_announced_later(conn: sa.Connection, worker_id: str, now: int, lease_m
     return Answer.known(task)
 
 
+def _claim_announced_params(worker_id: str, now: int, lease_ms: int) -> Row:
+    return {
+        "now": now,
+        "worker": worker_id,
+        "lease_until": now + lease_ms,
+        "claimed_by": workers.claimed_by(worker_id),
+        "resumed_by": workers.resumed_by(worker_id),
+        "released_it": workers.RELEASED_IT,
+        "let_lease_expire": workers.LET_LEASE_EXPIRE,
+    }
+
+
 def _announced(row: Row | None) -> Row | None:
-    if row is None:
+    if row is None or row["id"] is None:
         return None
+    del row["next_pending_ms"], row["next_lease_end_ms"]
     lease = row.pop("previous_lease")
     # 0: the previous owner gave the task back (graceful stop); else its lease ran out (it died).
     row["previous_released"] = row["previous_status"] == "running" and lease == 0
@@ -273,7 +293,20 @@ def _claim_announced() -> sa.Select[Any]:
         )
         .cte("announced")
     )
-    return sa.select(taken).add_cte(announced)
+    # One row whatever happens: the claimed task, or (all its columns null) when nothing was claimable, the first
+    # entry of each queue index, for the worker's sleep. CASE evaluates those subqueries only when nothing was
+    # claimed, so a woken worker that finds nothing pays one round trip, not a claim and then a read.
+    nothing_claimed = taken.c.id.is_(None)
+    one_row = sa.select(sa.literal(1).label("one")).subquery("one_row")
+    return (
+        sa.select(
+            taken,
+            sa.case((nothing_claimed, _FIRST_PENDING), else_=None).label("next_pending_ms"),
+            sa.case((nothing_claimed, _FIRST_LEASE_END), else_=None).label("next_lease_end_ms"),
+        )
+        .select_from(one_row.outerjoin(taken, sa.true()))
+        .add_cte(announced)
+    )
 
 
 _CLAIM_ANNOUNCED = Prepared(_claim_announced())
@@ -540,9 +573,4 @@ def next_due_ms(conn: sa.Connection) -> int | None:
 
 
 # One statement (the worker reads it without a transaction): the first entry of each queue index.
-_NEXT_DUE = Prepared(
-    sa.select(
-        sa.select(sa.func.min(tasks.c.run_after_ms)).where(PENDING).scalar_subquery().label("pending"),
-        sa.select(sa.func.min(tasks.c.locked_until_ms)).where(LEASED).scalar_subquery().label("leased"),
-    )
-)
+_NEXT_DUE = Prepared(sa.select(_FIRST_PENDING.label("pending"), _FIRST_LEASE_END.label("leased")))

@@ -43,6 +43,7 @@ class Worker:
         self.lease_ms = int(settings.lease_seconds * 1000)
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._next_due: int | None = None  # seen by the last claim that found nothing; bounds the idle sleep
         self.tasks_run = 0
         # One heartbeat thread for the worker's life (not one per task): it renews the lease of ``_current``.
         self._current: dict[str, Any] | None = None
@@ -82,12 +83,9 @@ class Worker:
         log.info("worker stopped", extra={"worker_id": self.worker_id})
 
     def _idle(self) -> None:
+        """Sleep until woken, the next task is due (as the claim that found nothing saw it), or a poll is due."""
         timeout = self.settings.poll_seconds
-        try:
-            with self.db.read_statement() as conn:
-                due = task_store.next_due_ms(conn)
-        except sa.exc.SQLAlchemyError:
-            due = None
+        due = self._next_due
         if due is not None:
             timeout = max(0.0, min(timeout, (due - now_ms()) / 1000 + 0.01))
         self._wake.wait(timeout)
@@ -97,7 +95,7 @@ class Worker:
         """Claim a due task and run it, then every task claimed by the end of the one before (see ``_claim_next``);
         False when nothing was due."""
         with self.db.write_statement() as conn:
-            task = task_store.claim_announced(conn, self.worker_id, now_ms(), self.lease_ms)
+            task, self._next_due = task_store.claim_or_next_due(conn, self.worker_id, now_ms(), self.lease_ms)
         if task is None:
             return False
         while task is not None:
