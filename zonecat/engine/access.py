@@ -60,7 +60,11 @@ def generate_token() -> str:
 def visible_zone(conn: sa.Connection, principal: Principal, zone_id: str) -> dict[str, Any]:
     """The zone, if this token may see it; 404 otherwise (never revealing that it exists)."""
     principal.require_zone(zone_id)
-    row = zone_store.get_zone(conn, principal.organization_id, zone_id)
+    return found_zone(zone_store.get_zone(conn, principal.organization_id, zone_id), zone_id)
+
+
+def found_zone(row: dict[str, Any] | None, zone_id: str) -> dict[str, Any]:
+    """The zone row read for ``zone_id``; 404 when there was none (for a read made ahead, as ``visible_zone``'s)."""
     if row is None:
         raise errors.NotFound(f"zone {zone_id} not found")
     return row

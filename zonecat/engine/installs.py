@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from zonecat import errors
 from zonecat.clock import now_ms, rfc3339
 from zonecat.domain import idempotency, schemas
-from zonecat.engine.access import Principal, visible_zone
+from zonecat.engine.access import Principal, found_zone, visible_zone
 from zonecat.engine.released import RELEASED
 from zonecat.ids import new_id
 from zonecat.store import entities as entity_store
@@ -139,8 +139,7 @@ def _request_install(
         package: Answer[Row | None] | None = None
         if prepared is None:
             zone, package = _read_ahead(conn, principal, zone_id, body)
-            if zone.get() is None:
-                raise errors.NotFound(f"zone {zone_id} not found")
+            found_zone(zone.get(), zone_id)
         replayed = _replay(conn, principal, info)
         if replayed is not None:
             return replayed, False
@@ -398,8 +397,7 @@ def _request_delete(
             zone = zone_store.get_zone_later(conn, principal.organization_id, zone_id)
             found = install_store.get_install_later(conn, zone_id, install_id)
             running = task_store.unfinished_task_of_later(conn, install_id)
-        if zone.get() is None:
-            raise errors.NotFound(f"zone {zone_id} not found")
+        found_zone(zone.get(), zone_id)
         replayed = _replay(conn, principal, info)
         if replayed is not None:
             return replayed, False

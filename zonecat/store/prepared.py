@@ -257,16 +257,12 @@ def sent_together(conn: sa.Connection) -> Iterator[None]:
     (the COMMIT included) is done; the caller's transaction then rolls back as usual. On other drivers the statements
     run one by one, then the transaction commits.
     """
-    driver = _begun(conn)
-    if not hasattr(driver, "pipeline"):
+    with _pipelined(conn, "COMMIT") as driver:
         yield
-        conn.commit()
-        return
-    with _as_sqlalchemy_errors(conn, driver, None, "COMMIT"), driver.pipeline() as pipeline, _kept(conn, pipeline):
-        yield
-        # Queued like the statements, so that it goes in their round trip (``driver.commit()`` would sync once
-        # more). The connection is idle afterwards: SQLAlchemy's commit below sends nothing.
-        driver.cursor().execute("COMMIT")
+        if driver is not None:
+            # Queued like the statements, so that it goes in their round trip (``driver.commit()`` would sync once
+            # more). The connection is idle afterwards: SQLAlchemy's commit below sends nothing.
+            driver.cursor().execute("COMMIT")
     conn.commit()
 
 
@@ -279,29 +275,34 @@ def answered_together(conn: sa.Connection) -> Iterator[None]:
 
     For statements whose answers decide nothing about the ones sent with them; a caller that refuses an answer
     (a lost lease) raises after the block, and the transaction rolls back with every statement of it."""
-    driver = _begun(conn)
-    if not hasattr(driver, "pipeline"):
-        yield
-        return
-    with _as_sqlalchemy_errors(conn, driver, None, "pipeline"), driver.pipeline() as pipeline, _kept(conn, pipeline):
+    with _pipelined(conn, "pipeline"):
         yield
 
 
 @contextlib.contextmanager
-def _kept(conn: sa.Connection, pipeline: Any) -> Iterator[None]:
-    """``pipeline`` in the connection's info while the block runs (``rowcount`` and an answer read inside the block
-    sync through it), then whatever was there before: blocks nest, as psycopg's pipelines do. The info dict is taken
-    first: once a lost connection is invalidated, ``conn.info`` itself raises, which would hide the real error."""
+def _pipelined(conn: sa.Connection, sql: str) -> Iterator[Any]:
+    """The block in psycopg's pipeline mode, its driver errors raised as SQLAlchemy's (``sql`` names the block in
+    them); yields the driver connection, or None on a driver without pipelines (the statements then run at once).
+
+    The pipeline is kept in the connection's info while the block runs (``rowcount`` and an answer read inside the
+    block sync through it), then whatever was there before is put back: blocks nest, as psycopg's pipelines do. The
+    info dict is taken first: once a lost connection is invalidated, ``conn.info`` itself raises, which would hide
+    the real error."""
+    driver = _begun(conn)
+    if not hasattr(driver, "pipeline"):
+        yield None
+        return
     info = conn.info
     outer = info.get(_PIPELINE)
-    info[_PIPELINE] = pipeline
-    try:
-        yield
-    finally:
-        if outer is None:
-            info.pop(_PIPELINE, None)
-        else:
-            info[_PIPELINE] = outer
+    with _as_sqlalchemy_errors(conn, driver, None, sql), driver.pipeline() as pipeline:
+        info[_PIPELINE] = pipeline
+        try:
+            yield driver
+        finally:
+            if outer is None:
+                info.pop(_PIPELINE, None)
+            else:
+                info[_PIPELINE] = outer
 
 
 @contextlib.contextmanager
@@ -352,7 +353,7 @@ def _begun(conn: sa.Connection) -> Any:
 
 
 _CACHE = "_zonecat_prepared"
-_PIPELINE = "zonecat_pipeline"  # key of ``Connection.info``: the psycopg pipeline of ``sent_together``, while open
+_PIPELINE = "zonecat_pipeline"  # key of ``Connection.info``: the open psycopg pipeline of ``_pipelined``
 _compile_lock = threading.Lock()
 
 

@@ -192,8 +192,7 @@ def claim_or_next_due(conn: sa.Connection, worker_id: str, now: int, lease_ms: i
         return task, (next_due_ms(conn) if task is None else None)
     row = _CLAIM_ANNOUNCED.first(conn, _claim_announced_params(worker_id, now, lease_ms))
     if row is not None and row["id"] is None:
-        due = [int(row[name]) for name in ("next_pending_ms", "next_lease_end_ms") if row[name] is not None]
-        return None, min(due) if due else None
+        return None, _earliest([row["next_pending_ms"], row["next_lease_end_ms"]])
     return _announced(row), None
 
 
@@ -568,8 +567,13 @@ def step_outcomes_of(conn: sa.Connection, task_ids: list[str]) -> dict[str, list
 def next_due_ms(conn: sa.Connection) -> int | None:
     """When the next task becomes due (the earliest run_after or lease expiry), for the worker's sleep."""
     row = _NEXT_DUE.first(conn, {})
-    due = [int(value) for value in (row or {}).values() if value is not None]
-    return min(due) if due else None
+    return _earliest(list((row or {}).values()))
+
+
+def _earliest(times: list[Any]) -> int | None:
+    """The earliest of the queue indexes' first entries (None where an index is empty), or None."""
+    known = [int(value) for value in times if value is not None]
+    return min(known) if known else None
 
 
 # One statement (the worker reads it without a transaction): the first entry of each queue index.
