@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import Api
@@ -18,8 +22,12 @@ from tests.api.helpers import (
     simple_manifest,
     start_install,
 )
+from zonecat.api import views
 from zonecat.api.app import create_app
 from zonecat.api.context import AppContext, RateLimiter
+from zonecat.store import hot
+from zonecat.store import tasks as task_store
+from zonecat.store.schema import tasks
 
 
 def test_pending_task_is_200_and_completed_task_redirects(api: Api) -> None:
@@ -224,7 +232,7 @@ def test_a_task_of_many_entities_is_read_whole(api: Api) -> None:
 
 
 def test_the_lean_routes_answer_other_methods_and_are_documented_like_every_route(api: Api) -> None:
-    # It is served by a plain Starlette route ahead of FastAPI's routers (zonecat.api.app); nothing may tell.
+    # It is served ahead of FastAPI's stack (zonecat.api.hot_routes); nothing may tell.
     zone = api.new_zone()
     pause_worker(api)
     task = start_install(api, zone, CALENDAR, CREDS).json()
@@ -245,3 +253,71 @@ def test_the_lean_routes_answer_other_methods_and_are_documented_like_every_rout
     assert set(operation) == {"get"}
     assert [p["name"] for p in operation["get"]["parameters"]] == ["zone_id", "task_id", "redirect"]
     assert {"200", "303", "404"} <= set(operation["get"]["responses"])
+
+
+def _rendered_now(api: Api, zone: str, task_id: str) -> bytes:
+    """The task's body rendered from the database through SQLAlchemy, as no cache could have kept it."""
+    with api.db.read() as conn:
+        row = task_store.get_task(conn, zone, task_id)
+        assert row is not None
+        return bytes(JSONResponse(views.task_view(conn, row)).body)
+
+
+def test_a_polled_tasks_body_is_always_the_one_its_row_renders(api: Api) -> None:
+    # Polls answer a body kept by the key of the row it was rendered from (zonecat.api.rendered).
+    zone = api.new_zone()
+    pause_worker(api)
+    task = start_install(api, zone, CALENDAR, CREDS).json()
+    path = f"/zones/{zone}/catalog_tasks/{task['id']}?redirect=false"
+    kept = api.client.app.state.ctx.rendered_tasks  # type: ignore[attr-defined]
+
+    def poll() -> bytes:
+        response = api.get(path)
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        assert int(response.headers["content-length"]) == len(response.content)
+        return bytes(response.content)
+
+    pending = poll()
+    assert pending == poll() == _rendered_now(api, zone, task["id"])
+    assert b'"status":"pending"' in pending and len(kept) >= 1
+    assert run_due_tasks(api) == 1
+    completed = poll()
+    assert completed == poll() == _rendered_now(api, zone, task["id"])
+    assert b'"status":"completed"' in completed and completed.count(b'"rel":"created"') == 2
+    # A change no event accompanies (a delete's worker adds a warning, in the same millisecond) is seen at once.
+    with api.db.write() as conn:
+        conn.execute(tasks.update().where(tasks.c.id == task["id"]).values(warnings=[{"message": "added"}]))
+    changed = poll()
+    assert changed != completed and b'"warnings":[{"message":"added"}]' in changed
+    assert changed == _rendered_now(api, zone, task["id"])
+    # A kept body is never an answer to whom the row would not be: the zone's check comes first.
+    other = api.new_zone()
+    assert_error(api.get(f"/zones/{other}/catalog_tasks/{task['id']}"), 404, "not_found")
+    gone = api.get(f"/zones/zon_01m8aaaaaaaaaaaaaaaaaaaaaa/catalog_tasks/{task['id']}")
+    assert "zone zon_01m8aaaaaaaaaaaaaaaaaaaaaa not found" in assert_error(gone, 404, "not_found")["message"]
+
+
+@pytest.mark.parametrize("hot_route", [True, False])
+def test_an_unexpected_error_is_a_500_with_every_edge_header(
+    api: Api, monkeypatch: pytest.MonkeyPatch, hot_route: bool
+) -> None:
+    zone = api.new_zone()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("broken read")
+
+    if hot_route:
+        monkeypatch.setattr(hot, "task_in_zone", broken)
+        path = f"/zones/{zone}/catalog_tasks/tsk_01m8aaaaaaaaaaaaaaaaaaaaaa"
+    else:
+        monkeypatch.setattr(task_store, "list_tasks", broken)
+        path = f"/zones/{zone}/catalog_tasks"
+    client = TestClient(api.client.app, raise_server_exceptions=False)
+    response = client.get(path, headers=api.auth)
+    body = assert_error(response, 500, "internal_error")
+    assert "broken read" not in response.text
+    assert response.headers.get_list("x-request-id") == [body["request_id"]]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    # Without raise_server_exceptions=False the exception reaches the server (which logs it), as Starlette does.
+    with pytest.raises(RuntimeError, match="broken read"):
+        api.get(path)

@@ -10,10 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from zonecat import __version__, errors
 from zonecat.api import errors as api_errors
 from zonecat.api.context import AppContext
+from zonecat.api.hot_routes import HotRoutes
 from zonecat.api.metrics import Metrics
 from zonecat.api.middleware import EdgeMiddleware
 from zonecat.api.routes import entities, installs, ops, packages, zones
@@ -25,8 +27,24 @@ The catalog endpoints are wire-compatible with Keycard's API (SDK `keycardai-api
 the error object `Error`."""
 
 
-def create_app(ctx: AppContext) -> FastAPI:
-    app = FastAPI(
+class ZonecatAPI(FastAPI):
+    """zonecat's FastAPI application. Every request enters through ``front`` (set by ``create_app``):
+    EdgeMiddleware, then the hot routes, then FastAPI's own stack (``through_fastapi``)."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.front(scope, receive, send)
+
+    async def through_fastapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
+def create_app(ctx: AppContext) -> ZonecatAPI:
+    app = ZonecatAPI(
         title="zonecat",
         version=__version__,
         description=DESCRIPTION,
@@ -39,25 +57,26 @@ def create_app(ctx: AppContext) -> FastAPI:
     # task polling (no path of one router can match a route of another, so the order changes nothing else).
     for router in (ops.router, installs.router, zones.router, packages.router, entities.router):
         app.include_router(router)
-    # The routes called most (the task clients poll, install, uninstall) are served by plain Starlette routes ahead
-    # of all others: FastAPI's handling of an APIRoute (its included routers, matched one by one, dependency
-    # solving, the endpoint wrapper) cost more than the rest of a task read. Their handlers take only the request
-    # and answer with a Response, so nothing of FastAPI's is missed; their APIRoutes stay in ``installs.router``
-    # for the OpenAPI document (unchanged) and are never reached for these methods.
-    documented = {route.endpoint: route for route in installs.router.routes if isinstance(route, APIRoute)}
-    for position, endpoint in enumerate(installs.LEAN_ENDPOINTS):
-        route = documented[endpoint]
-        methods = set(route.methods or ())
-        lean = Route(route.path, endpoint, methods=list(methods))
-        lean.methods = methods  # Starlette adds HEAD to a GET route; no route of the API answers HEAD
-        app.router.routes.insert(position, lean)
     app.add_exception_handler(errors.ZonecatError, api_errors.on_zonecat_error)
     app.add_exception_handler(RequestValidationError, api_errors.on_validation_error)
     app.add_exception_handler(StarletteHTTPException, api_errors.on_http_error)
     app.add_exception_handler(sa.exc.OperationalError, api_errors.on_database_error)
     app.add_exception_handler(sa.exc.InterfaceError, api_errors.on_database_error)
     app.add_exception_handler(Exception, api_errors.on_unexpected)
-    app.add_middleware(EdgeMiddleware, metrics=app.state.metrics, max_body_bytes=ctx.settings.max_body_bytes)
+    # The routes called most (the task clients poll, install, uninstall) are served ahead of FastAPI's stack (see
+    # ``hot_routes``); their APIRoutes stay in ``installs.router`` for the OpenAPI document and are never reached for
+    # these methods. EdgeMiddleware wraps both, so every response, a 500 included, carries its headers.
+    documented = {route.endpoint: route for route in installs.router.routes if isinstance(route, APIRoute)}
+    hot = []
+    for endpoint in installs.LEAN_ENDPOINTS:
+        route = Route(documented[endpoint].path, endpoint)
+        route.methods = set(documented[endpoint].methods or ())  # no HEAD: no route of the API answers it
+        hot.append(route)
+    app.front = EdgeMiddleware(
+        HotRoutes(hot, app.through_fastapi, app, app.exception_handlers),
+        metrics=app.state.metrics,
+        max_body_bytes=ctx.settings.max_body_bytes,
+    )
     original_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zonecat import errors
+from zonecat.api.rendered import RenderedTasks
 from zonecat.settings import Settings
 from zonecat.store.database import Database
 
@@ -46,3 +47,4 @@ class AppContext:
     wake_worker: Callable[[], None] = lambda: None
     organization_id: str = "default"
     shutting_down: threading.Event = field(default_factory=threading.Event)
+    rendered_tasks: RenderedTasks = field(default_factory=RenderedTasks)

@@ -166,10 +166,5 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Its text would carry the statement's bound parameters: write-only inputs and attributes among them.
         exc.hide_parameters = True
     log.exception("unhandled error", extra={"request_id": request_id_of(request)})
-    # Starlette answers unhandled exceptions outside every middleware, so the request id header is set here.
-    return error_response(
-        request,
-        "internal_error",
-        "internal error; the request id identifies it in the logs",
-        headers={"X-Request-ID": request_id_of(request)},
-    )
+    # EdgeMiddleware wraps the whole application (``create_app``): it adds the request id header to this 500 too.
+    return error_response(request, "internal_error", "internal error; the request id identifies it in the logs")

@@ -24,11 +24,12 @@ async def read_direct(ctx: AppContext, work: Callable[[DirectReader], T], *, sna
     On SQLite it runs on the event loop: a handful of indexed point reads take tens of microseconds, while the hop to
     a pool thread and back costs about 200 µs and contends for the GIL with every other thread. ``work`` must stay
     that small (no page scans, no unbounded rendering). On PostgreSQL, or when SQLite would make the loop wait for a
-    lock, it runs in the thread pool. ``snapshot=False``: ``work`` runs one statement (see ``DirectReads.pooled``)."""
+    lock, it runs in the thread pool. ``snapshot=False``: ``work``'s statements need no common moment, and each sees
+    the database as it is when it runs (no BEGIN and COMMIT; see ``DirectReads.pooled``)."""
     reads = ctx.db.direct
     if reads.loop_capable:
         try:
-            with reads.on_loop() as reader:
+            with reads.on_loop(snapshot) as reader:
                 return work(reader)
         except WouldWait:
             pass

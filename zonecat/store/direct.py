@@ -75,10 +75,11 @@ class DirectReads:
         return self._sqlite_path is not None
 
     @contextlib.contextmanager
-    def on_loop(self) -> Iterator[DirectReader]:
+    def on_loop(self, snapshot: bool = True) -> Iterator[DirectReader]:
         """A snapshot on an SQLite connection kept for event loops, which never waits for a lock.
 
-        Raises ``WouldWait`` instead of waiting. The block must not await."""
+        Raises ``WouldWait`` instead of waiting. The block must not await. ``snapshot=False``: each statement sees
+        the database as it is when it runs (no BEGIN and COMMIT), for work whose statements need no common moment."""
         assert self._sqlite_path is not None
         try:
             connection = self._idle.pop()
@@ -89,26 +90,30 @@ class DirectReads:
             with self._lock:
                 self._opened.append(connection)
         try:
-            with self._snapshot(connection) as reader:
+            with self._loop_reader(connection, snapshot) as reader:
                 yield reader
         finally:
             self._idle.append(connection)
 
     @contextlib.contextmanager
-    def _snapshot(self, connection: sqlite3.Connection) -> Iterator[DirectReader]:
+    def _loop_reader(self, connection: sqlite3.Connection, snapshot: bool) -> Iterator[DirectReader]:
         cursor = connection.cursor()
         try:
-            cursor.execute("BEGIN")
-        except sqlite3.OperationalError as exc:
-            raise WouldWait(str(exc)) from exc
-        try:
-            yield DirectReader(cursor, sqlite=True, on_loop=True)
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise WouldWait(str(exc)) from exc
-            raise self._wrapped(exc) from exc
+            if snapshot:
+                try:
+                    cursor.execute("BEGIN")
+                except sqlite3.OperationalError as exc:
+                    raise WouldWait(str(exc)) from exc
+            try:
+                yield DirectReader(cursor, sqlite=True, on_loop=True)
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise WouldWait(str(exc)) from exc
+                raise self._wrapped(exc) from exc
+            finally:
+                if snapshot:
+                    cursor.execute("COMMIT")
         finally:
-            cursor.execute("COMMIT")
             cursor.close()
 
     @contextlib.contextmanager
@@ -116,8 +121,8 @@ class DirectReads:
         """A snapshot on a connection of the engine's pool (any thread): SQLite's WAL snapshot, or on PostgreSQL a
         ``REPEATABLE READ READ ONLY`` transaction, as ``Database.read`` gives.
 
-        ``snapshot=False`` is for work of one statement, which sees one moment by itself: on PostgreSQL it then runs
-        without a transaction, one round trip instead of three."""
+        ``snapshot=False`` is for work whose statements need no common moment (one statement sees one by itself):
+        on PostgreSQL it then runs without a transaction, no BEGIN and COMMIT round trips."""
         dbapi_error = self._engine.dialect.loaded_dbapi.Error
         try:
             connection = self._engine.raw_connection()

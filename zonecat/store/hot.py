@@ -20,10 +20,13 @@ def _select_all(table: sa.Table, where: str) -> str:
 
 _TOKEN = _select_all(tokens, "token_hash = ?")
 _ZONE = _select_all(zones, "organization_id = ? AND id = ?")
-_TASK = _select_all(tasks, "zone_id = ? AND id = ?")
+# The task, read only if its zone is the organization's: one statement where a poll made two.
+_TASK_IN_ZONE = _select_all(
+    tasks, "zone_id = ? AND id = ? AND EXISTS (SELECT 1 FROM zones WHERE organization_id = ? AND zones.id = ?)"
+)
 _STEP_OUTCOMES = (
     "SELECT local_name, entity_type, action, href FROM task_events "
-    "WHERE task_id = ? AND kind = 'step_done' ORDER BY seq"
+    "WHERE task_id = ? AND kind = 'step_done' AND seq <= ? ORDER BY seq"
 )
 
 
@@ -45,12 +48,23 @@ def get_zone(reader: DirectReader, organization_id: str, zone_id: str) -> Row | 
     return reader.one(_ZONE, (organization_id, zone_id))
 
 
-def get_task(reader: DirectReader, zone_id: str, task_id: str) -> Row | None:
-    row = reader.one(_TASK, (zone_id, task_id))
-    if row is not None:
-        row["warnings"] = _json(row["warnings"], reader.sqlite)
-    return row
+def task_in_zone(
+    reader: DirectReader, organization_id: str, zone_id: str, task_id: str
+) -> tuple[Row, tuple[Any, ...]] | None:
+    """``get_task`` in one statement with the zone's check (None if either is missing), and the row's key: every
+    stored value, hashable. Two reads with equal keys read the same row, and so the same step events (they are
+    only ever added, each numbered by the row's ``event_seq``; see ``step_outcomes``)."""
+    row = reader.one(_TASK_IN_ZONE, (zone_id, task_id, organization_id, zone_id))
+    if row is None:
+        return None
+    key = tuple(row.values())  # on SQLite every value is a str, an int or None
+    if not reader.sqlite:
+        key = tuple(json.dumps(value) if isinstance(value, list | dict) else value for value in key)
+    row["warnings"] = _json(row["warnings"], reader.sqlite)
+    return row, key
 
 
-def step_outcomes(reader: DirectReader, task_id: str) -> list[Row]:
-    return reader.all(_STEP_OUTCOMES, (task_id,))
+def step_outcomes(reader: DirectReader, task_id: str, through_seq: int) -> list[Row]:
+    """The task's step outcomes among its events numbered up to ``through_seq``: with the ``event_seq`` of a task
+    row read before, exactly the events that row had, whether or not both reads share a snapshot."""
+    return reader.all(_STEP_OUTCOMES, (task_id, through_seq))

@@ -60,8 +60,8 @@ def _accepted(request: Request, zone_id: str, task: dict[str, Any], body: dict[s
     return JSONResponse(body, status_code=202, headers={"Location": location})
 
 
-# The route clients poll. ``create_app`` serves it through a plain Starlette route ahead of every router; this
-# APIRoute documents it.
+# The route clients poll. It is served ahead of FastAPI's stack (``zonecat.api.hot_routes``); this APIRoute
+# documents it.
 @router.get(
     "/zones/{zone_id}/catalog_tasks/{task_id}",
     responses={
@@ -84,35 +84,44 @@ def _accepted(request: Request, zone_id: str, task: dict[str, Any], body: dict[s
 )
 async def get_task(request: Request) -> Response:
     """A task while pending, running or failed; once completed, 303 to its install (``?redirect=false``: 200)."""
-    # It takes only the request, and is served by a plain Starlette route (see ``create_app``): FastAPI's
-    # dependency solving and routing cost more than the rest of the request. Its reads are four indexed reads
-    # through the driver (``read_direct``: on SQLite, on the event loop).
+    # It takes only the request, and is served ahead of FastAPI (``zonecat.api.hot_routes``): FastAPI's middleware,
+    # routing and dependency solving cost more than the rest of the request. It reads through the driver
+    # (``read_direct``: on SQLite, on the event loop) with no snapshot: the token, then the task with its zone's
+    # check in one statement, then (unless its body is already rendered) the step events the row counts, which
+    # are the same whenever they are read (``hot.step_outcomes``).
     zone_id, task_id = request.path_params["zone_id"], request.path_params["task_id"]
     token_hash = bearer_token_hash(request)
     flag = request.query_params.get("redirect", "true").lower()
+    ctx = app_context(request)
 
     def work(reader: DirectReader) -> Response:
-        principal = principal_of(request, token_hash, reader)  # the token, in the same snapshot
+        principal = principal_of(request, token_hash, reader)
         if flag not in _REDIRECT_FLAGS:
             raise errors.BadRequest(
                 f"redirect must be one of {', '.join(_REDIRECT_FLAGS)}",
                 [errors.Detail("redirect", "not a boolean", "bad_request")],
             )
         principal.require_zone(zone_id)
-        if hot.get_zone(reader, principal.organization_id, zone_id) is None:
-            raise errors.NotFound(f"zone {zone_id} not found")
-        row = hot.get_task(reader, zone_id, task_id)
-        if row is None:
+        found = hot.task_in_zone(reader, principal.organization_id, zone_id, task_id)
+        if found is None:
+            if hot.get_zone(reader, principal.organization_id, zone_id) is None:
+                raise errors.NotFound(f"zone {zone_id} not found")
             raise errors.NotFound(f"task {task_id} not found")
+        row, key = found
         if _REDIRECT_FLAGS[flag] and row["status"] == "completed":
             location = absolute_url(request, f"/zones/{zone_id}/installs/{row['install_id']}")
             return RedirectResponse(location, status_code=303)
+        body = ctx.rendered_tasks.get(key)
+        if body is not None:
+            return Response(body, media_type="application/json")
         if reader.on_loop and row["event_seq"] > _LOOP_EVENTS:
             # Its links are too many to read and render on the event loop (a 10,000-entity task's are ~2 MB).
             raise WouldWait(f"task {task_id} has {row['event_seq']} events")
-        return JSONResponse(views.task_view(None, row, hot.step_outcomes(reader, task_id)))
+        response = JSONResponse(views.task_view(None, row, hot.step_outcomes(reader, task_id, row["event_seq"])))
+        ctx.rendered_tasks.put(key, bytes(response.body))
+        return response
 
-    return await read_direct(app_context(request), work)
+    return await read_direct(ctx, work, snapshot=False)
 
 
 @router.post(
@@ -128,7 +137,7 @@ async def get_task(request: Request) -> Response:
 )
 async def create_install(request: Request) -> JSONResponse:
     """Install a package version into the zone. Returns the pending create task."""
-    # Request-only and served by a plain Starlette route, like get_task (see ``create_app``). On PostgreSQL the
+    # Request-only and served ahead of FastAPI, like get_task (``zonecat.api.hot_routes``). On PostgreSQL the
     # token is read in the pool thread with the rest (one hop), so the body is read here first and every body
     # error, its size included, is raised there after the token and the permission: 401, 403 and 429 come first.
     zone_id = request.path_params["zone_id"]
@@ -206,7 +215,7 @@ def get_install(zone_id: str, install_id: str, principal: Auth, ctx: Ctx) -> JSO
 )
 async def delete_install(request: Request) -> JSONResponse:
     """Uninstall: returns the delete task, whose warnings name every entity that will be preserved."""
-    # Request-only and served by a plain Starlette route, like get_task (see ``create_app``).
+    # Request-only and served ahead of FastAPI, like get_task (``zonecat.api.hot_routes``).
     zone_id, install_id = request.path_params["zone_id"], request.path_params["install_id"]
     ctx = app_context(request)
     checked = await writer_cheaply(request, zone_id)
@@ -341,5 +350,5 @@ def install_graph(zone_id: str, install_id: str, principal: Auth, ctx: Ctx) -> J
     return JSONResponse({"install_id": install_id, "status": install["status"], "nodes": nodes, "edges": edges})
 
 
-# Served by plain Starlette routes ahead of every router (``create_app``), in this order.
+# Served ahead of FastAPI's stack (``zonecat.api.hot_routes``, wired in ``create_app``), matched in this order.
 LEAN_ENDPOINTS = (get_task, create_install, delete_install)
