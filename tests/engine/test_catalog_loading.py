@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from zonecat import errors
+from zonecat.engine.access import Principal
 from zonecat.engine.bootstrap import ORGANIZATION_ID
-from zonecat.engine.packages import catalog_files, load_global_catalog
+from zonecat.engine.packages import catalog_files, create_package, load_global_catalog
+from zonecat.ids import new_id
 from zonecat.store import packages as package_store
+from zonecat.store import zones as zone_store
 from zonecat.store.database import Database
 
 MANIFEST = {
@@ -57,3 +63,56 @@ def test_a_broken_manifest_is_reported_and_the_rest_still_loads(sqlite_db: Datab
     assert any(p.startswith("bad.yaml: ") and "nosuchtype" in p for p in problems)
     assert any(p.startswith("garbage.yaml: ") for p in problems)
     assert versions(sqlite_db, "vault-secret") == [1]
+
+
+def _zone_with_package(db: Database, name: str) -> str:
+    """A zone with a package of its own named ``name`` (made through the engine, as the API makes it)."""
+    admin = Principal("tok_test", ORGANIZATION_ID, None, read_only=False, admin=True)
+    zone_id = new_id("zon")
+    with db.write() as conn:
+        zone_store.insert_zone(
+            conn,
+            {
+                "id": zone_id,
+                "organization_id": ORGANIZATION_ID,
+                "name": f"zone {zone_id}",
+                "description": None,
+                "created_at_ms": 1,
+                "updated_at_ms": 1,
+            },
+        )
+    create_package(db, admin, zone_id, {**MANIFEST, "name": name})
+    return zone_id
+
+
+def test_a_new_global_package_never_takes_a_slug_a_zone_package_has(sqlite_db: Database, tmp_path: Path) -> None:
+    # A zone's package was there first; a catalog manifest named like it is refused, so a slug names one package.
+    zones = sorted(_zone_with_package(sqlite_db, "Vault Secret") for _ in range(2))
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "vault.json").write_text(json.dumps(MANIFEST))
+    (catalog / "other.json").write_text(json.dumps({**MANIFEST, "name": "Other Vault"}))
+    problems = load_global_catalog(sqlite_db, ORGANIZATION_ID, catalog)
+    assert problems == [
+        f"vault.json: slug 'vault-secret' already names a package of zones {zones[0]}, {zones[1]}; "
+        "rename the manifest (or that package) to load it"
+    ]
+    assert versions(sqlite_db, "other-vault") == [1]
+    with sqlite_db.read() as conn:
+        assert package_store.global_package_by_slug(conn, ORGANIZATION_ID, "vault-secret") is None
+        for zone_id in zones:
+            found = package_store.find_package_brief(conn, ORGANIZATION_ID, zone_id, "vault-secret")
+            assert found is not None and found["id"].startswith("pkg_")
+
+
+def test_a_global_package_already_loaded_keeps_its_slug(sqlite_db: Database, tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "vault.json").write_text(json.dumps(MANIFEST))
+    assert load_global_catalog(sqlite_db, ORGANIZATION_ID, catalog) == []
+    # No zone can take it since (409), and a reload or a new version of it is not refused.
+    with pytest.raises(errors.Conflict):
+        _zone_with_package(sqlite_db, "Vault Secret")
+    (catalog / "vault.json").write_text(json.dumps({**MANIFEST, "description": "now documented"}))
+    assert load_global_catalog(sqlite_db, ORGANIZATION_ID, catalog) == []
+    assert versions(sqlite_db, "vault-secret") == [1, 2]

@@ -156,6 +156,29 @@ def test_package_slug_is_unique_within_its_scope(db: Database) -> None:
         assert package_store.find_package(conn, ORG, "zon_other", "mine") is None
 
 
+def test_a_slug_both_scopes_have_names_the_zones_package(db: Database) -> None:
+    # The rules keep a slug to one package; a database where a global package came to share a zone package's slug
+    # before they did still answers one, the zone's, whichever row was written first.
+    zone_id, other_zone = zone(db), zone(db, "other")
+    global_first = package_row("", "shared")
+    mine = package_row(zone_id, "shared")
+    with db.write() as conn:
+        package_store.insert_package(conn, global_first)
+        package_store.insert_package(conn, mine)
+        assert package_store.zones_with_slug(conn, ORG, "shared") == [zone_id]
+        assert package_store.zones_with_slug(conn, ORG, "nobody") == []
+    with db.read() as conn:
+        for _ in range(3):
+            assert package_store.find_package(conn, ORG, zone_id, "shared")["id"] == mine["id"]  # type: ignore[index]
+            brief = package_store.find_package_brief(conn, ORG, zone_id, "shared")
+            assert brief == {"id": mine["id"], "slug": "shared"}
+        assert package_store.find_package(conn, ORG, other_zone, "shared")["id"] == global_first["id"]  # type: ignore[index]
+        assert package_store.find_package_brief(conn, ORG, zone_id, global_first["id"]) == {
+            "id": global_first["id"],
+            "slug": "shared",
+        }
+
+
 def test_version_numbers_are_unique_and_current_skips_archived(db: Database) -> None:
     zone_id = zone(db)
     package = package_row(zone_id, "p")

@@ -221,7 +221,9 @@ def catalog_files(directory: Path | None) -> list[tuple[str, str]]:
 def load_global_catalog(db: Database, organization_id: str, directory: Path | None) -> list[str]:
     """Load every catalog manifest as a global package; a changed manifest becomes that package's next version.
 
-    A manifest that fails its checks is reported and skipped; the others still load. Returns the problems.
+    A manifest that fails its checks is reported and skipped; the others still load. So is a new manifest whose slug
+    a zone's own package already has: a slug names one package (design §3), and the zone's came first. Returns the
+    problems.
     """
     reports: list[str] = []
     for file_name, text in catalog_files(directory):
@@ -234,18 +236,29 @@ def load_global_catalog(db: Database, organization_id: str, directory: Path | No
         if problems:
             reports.append(f"{file_name}: " + "; ".join(f"{p.field}: {p.message}" for p in problems))
             continue
-        _load_one(db, organization_id, raw)
+        taken_by = _load_one(db, organization_id, raw)
+        if taken_by:
+            shown = ", ".join(taken_by[:5]) + (f" and {len(taken_by) - 5} more" if len(taken_by) > 5 else "")
+            reports.append(
+                f"{file_name}: slug {manifests.slugify(raw['name'])!r} already names a package of "
+                f"{'zone' if len(taken_by) == 1 else 'zones'} {shown}; rename the manifest (or that package) to load it"
+            )
     for report in reports:
         log.error("catalog manifest skipped", extra={"problem": report})
     return reports
 
 
-def _load_one(db: Database, organization_id: str, raw: dict[str, Any]) -> None:
+def _load_one(db: Database, organization_id: str, raw: dict[str, Any]) -> list[str]:
+    """Loads one checked manifest; if its slug is new but some zones have a package of their own with it, loads
+    nothing and returns those zones."""
     slug = manifests.slugify(raw["name"])
     now = now_ms()
     with db.write() as conn:
         package = package_store.global_package_by_slug(conn, organization_id, slug)
         if package is None:
+            taken_by = package_store.zones_with_slug(conn, organization_id, slug)
+            if taken_by:
+                return taken_by
             package = {
                 "id": new_id("pkg", now),
                 "organization_id": organization_id,
@@ -262,9 +275,10 @@ def _load_one(db: Database, organization_id: str, raw: dict[str, Any]) -> None:
         else:
             latest = package_store.latest_version(conn, package["id"])
             if latest is not None and latest["manifest_sha"] == manifests.manifest_sha(raw):
-                return
+                return []
             changes = _draft_columns(raw, now)
             package_store.update_package(conn, package["id"], changes)
             package.update(changes)
         version = _release_draft(conn, package, None, "platform", now)
         log.info("global package loaded", extra={"slug": slug, "version": version["version"]})
+    return []

@@ -23,10 +23,18 @@ def _visible(organization_id: str, zone_id: str) -> list[sa.ColumnElement[bool]]
     return [packages.c.organization_id == organization_id, packages.c.zone_key.in_([GLOBAL, zone_id])]
 
 
+# A slug names one package: a zone package cannot take a global one's (409), nor a new global package a zone
+# package's (``load_global_catalog``). A database where both came to exist before that second rule still answers
+# one package: the zone's own, which was there first.
+_ZONE_FIRST = packages.c.zone_key.desc()  # a global package's key is '', below every zone id
+
+
 def find_package(conn: sa.Connection, organization_id: str, zone_id: str, ref: str) -> Row | None:
     """The package visible in the zone whose id or slug is ``ref``."""
-    query = sa.select(packages).where(
-        *_visible(organization_id, zone_id), sa.or_(packages.c.id == ref, packages.c.slug == ref)
+    query = (
+        sa.select(packages)
+        .where(*_visible(organization_id, zone_id), sa.or_(packages.c.id == ref, packages.c.slug == ref))
+        .order_by(_ZONE_FIRST)
     )
     found = conn.execute(query).first()
     return dict(found._mapping) if found else None
@@ -44,6 +52,7 @@ _FIND_PACKAGE_BRIEF = Prepared(
         packages.c.zone_key.in_([GLOBAL, sa.bindparam("zone_id")]),
         sa.or_(packages.c.id == sa.bindparam("ref"), packages.c.slug == sa.bindparam("ref")),
     )
+    .order_by(_ZONE_FIRST)
 )
 _CURRENT_VERSION_BRIEF = Prepared(
     sa.select(*_VERSION_BRIEF)
@@ -107,6 +116,16 @@ def global_package_by_slug(conn: sa.Connection, organization_id: str, slug: str)
     )
     found = conn.execute(query).first()
     return dict(found._mapping) if found else None
+
+
+def zones_with_slug(conn: sa.Connection, organization_id: str, slug: str) -> list[str]:
+    """The zones that have a package of their own with ``slug``, in order."""
+    query = (
+        sa.select(packages.c.zone_key)
+        .where(packages.c.organization_id == organization_id, packages.c.zone_key != GLOBAL, packages.c.slug == slug)
+        .order_by(packages.c.zone_key)
+    )
+    return [str(zone_id) for zone_id in conn.execute(query).scalars()]
 
 
 def slug_taken(conn: sa.Connection, organization_id: str, zone_id: str, slug: str) -> bool:
