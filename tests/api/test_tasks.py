@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -25,8 +26,11 @@ from tests.api.helpers import (
 from zonecat.api import views
 from zonecat.api.app import create_app
 from zonecat.api.context import AppContext, RateLimiter
+from zonecat.api.hot_routes import HotRoutes
+from zonecat.api.rendered import RenderedTasks
 from zonecat.store import hot
 from zonecat.store import tasks as task_store
+from zonecat.store import zones as zone_store
 from zonecat.store.schema import tasks
 
 
@@ -321,3 +325,68 @@ def test_an_unexpected_error_is_a_500_with_every_edge_header(
     # Without raise_server_exceptions=False the exception reaches the server (which logs it), as Starlette does.
     with pytest.raises(RuntimeError, match="broken read"):
         api.get(path)
+
+
+def test_a_poll_racing_its_zones_deletion_is_a_404_never_a_body_without_links(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The poll reads without a snapshot: its zone is deleted (tasks and events in one transaction) after the task
+    # row was read and before its events are. It must not answer the completed task with no links.
+    zone = api.new_zone()
+    task = api.install(zone, CALENDAR, CREDS)
+    assert task["status"] == "completed"
+    delete_and_wait(api, zone, task["install_id"])
+    read_events = hot.step_outcomes
+
+    def delete_zone() -> None:
+        with api.db.write() as conn:
+            zone_store.delete_zone(conn, zone)
+
+    def events_then_zone_deleted(*args: Any) -> Any:
+        found = read_events(*args)
+        deleting = threading.Thread(target=delete_zone)  # another connection, as another request would
+        deleting.start()
+        deleting.join()
+        return found
+
+    monkeypatch.setattr(hot, "step_outcomes", events_then_zone_deleted)
+    ctx = api.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx.rendered_tasks = RenderedTasks()  # the waits above kept the completed body: this poll renders it
+    racing = api.get(f"/zones/{zone}/catalog_tasks/{task['id']}?redirect=false")
+    assert "not found" in assert_error(racing, 404, "not_found")["message"]
+    assert len(ctx.rendered_tasks) == 0
+
+
+def test_with_native_telemetry_on_the_hot_requests_go_through_fastapi(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FastAPI traces only what its own stack serves: while its instrumentation is on, nothing is dispatched ahead.
+    app = api.client.app
+    hot_routes = app.front.app  # type: ignore[attr-defined]
+    assert isinstance(hot_routes, HotRoutes)
+    telemetry = getattr(app, "_native_telemetry", None)
+    if telemetry is not None:
+        assert hot_routes.instrumented == telemetry.enabled
+    served_ahead: list[str] = []
+    serve = hot_routes._serve
+
+    async def counted(endpoint: Any, scope: Any, receive: Any, send: Any) -> None:
+        served_ahead.append(scope["path"])
+        await serve(endpoint, scope, receive, send)
+
+    monkeypatch.setattr(hot_routes, "_serve", counted)
+    zone = api.new_zone()
+    task = api.install(zone, CALENDAR, CREDS)
+    assert served_ahead  # the install's POST and its polls
+    served_ahead.clear()
+    monkeypatch.setattr(hot_routes, "instrumented", lambda: True)
+    path = f"/zones/{zone}/catalog_tasks/{task['id']}"
+    assert api.get(f"{path}?redirect=false").json()["status"] == "completed"
+    assert api.get(path, follow_redirects=False).status_code == 303
+    assert_error(api.get(f"/zones/{zone}/catalog_tasks/tsk_01m8aaaaaaaaaaaaaaaaaaaaaa"), 404, "not_found")
+    accepted, finished = delete_and_wait(api, zone, task["install_id"])
+    assert accepted["operation"] == "delete"
+    assert finished["status"] == "completed"
+    again = start_install(api, zone, CALENDAR, CREDS)
+    assert again.status_code == 202 and again.headers["location"].startswith("http://testserver/zones/")
+    assert served_ahead == []

@@ -94,8 +94,8 @@ def test_a_new_global_package_never_takes_a_slug_a_zone_package_has(sqlite_db: D
     (catalog / "other.json").write_text(json.dumps({**MANIFEST, "name": "Other Vault"}))
     problems = load_global_catalog(sqlite_db, ORGANIZATION_ID, catalog)
     assert problems == [
-        f"vault.json: slug 'vault-secret' already names a package of zones {zones[0]}, {zones[1]}; "
-        "rename the manifest (or that package) to load it"
+        f"vault.json: not loaded: slug 'vault-secret' already names a package of zones {zones[0]}, {zones[1]}; "
+        "rename the manifest, or delete that zone package (a package's slug never changes)"
     ]
     assert versions(sqlite_db, "other-vault") == [1]
     with sqlite_db.read() as conn:
@@ -116,3 +116,34 @@ def test_a_global_package_already_loaded_keeps_its_slug(sqlite_db: Database, tmp
     (catalog / "vault.json").write_text(json.dumps({**MANIFEST, "description": "now documented"}))
     assert load_global_catalog(sqlite_db, ORGANIZATION_ID, catalog) == []
     assert versions(sqlite_db, "vault-secret") == [1, 2]
+
+
+def test_an_overlap_from_before_the_rule_is_reported_at_each_load(sqlite_db: Database, tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "vault.json").write_text(json.dumps(MANIFEST))
+    assert load_global_catalog(sqlite_db, ORGANIZATION_ID, catalog) == []
+    # A zone package written with the global one's slug, as it could be before the rule (bypassing the check).
+    zone_id = new_id("zon")
+    with sqlite_db.write() as conn:
+        zone_store.insert_zone(
+            conn,
+            {
+                "id": zone_id,
+                "organization_id": ORGANIZATION_ID,
+                "name": "old zone",
+                "description": None,
+                "created_at_ms": 1,
+                "updated_at_ms": 1,
+            },
+        )
+        global_row = package_store.global_package_by_slug(conn, ORGANIZATION_ID, "vault-secret")
+        assert global_row is not None
+        package_store.insert_package(
+            conn, {**global_row, "id": new_id("pkg"), "zone_key": zone_id, "scope": "zone", "draft_id": new_id("drf")}
+        )
+    assert load_global_catalog(sqlite_db, ORGANIZATION_ID, catalog) == [
+        f"vault.json: slug 'vault-secret' also names a package of zone {zone_id}, made before such overlaps were "
+        "refused; there it names the zone's package (delete that package to install this one by slug)"
+    ]
+    assert versions(sqlite_db, "vault-secret") == [1]

@@ -179,6 +179,28 @@ def test_a_slug_both_scopes_have_names_the_zones_package(db: Database) -> None:
         }
 
 
+def test_writers_that_take_one_slug_go_one_at_a_time(db: Database) -> None:
+    # A zone package and a global one check the slug is free, then take it: nothing spans the two scopes but this.
+    order: list[str] = []
+    held = threading.Event()
+
+    def first() -> None:
+        with db.write() as conn:
+            package_store.lock_slug(conn, ORG, "contested")
+            held.set()
+            time.sleep(0.3)
+            order.append("first done")
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert held.wait(10)
+    with db.write() as conn:
+        package_store.lock_slug(conn, ORG, "contested")
+        order.append("second in")
+    holder.join()
+    assert order == ["first done", "second in"]
+
+
 def test_version_numbers_are_unique_and_current_skips_archived(db: Database) -> None:
     zone_id = zone(db)
     package = package_row(zone_id, "p")
@@ -831,9 +853,25 @@ def test_direct_reads_see_one_snapshot(db: Database) -> None:
         assert after is not None and after["name"] == "renamed"
 
 
-def _rename_zone(db: Database, zone_id: str) -> None:
+def test_reads_without_a_snapshot_each_see_their_own_moment(db: Database) -> None:
+    zone_id = zone(db)
+    readers = [db.direct.pooled]
+    if db.direct.loop_capable:
+        readers.append(db.direct.on_loop)
+    for index, reader_of in enumerate(readers):
+        with reader_of(snapshot=False) as reader:
+            before = hot.get_zone(reader, ORG, zone_id)
+            assert before is not None and before["name"] != f"renamed {index}"
+            renamed = threading.Thread(target=_rename_zone, args=(db, zone_id, f"renamed {index}"))
+            renamed.start()
+            renamed.join()
+            after = hot.get_zone(reader, ORG, zone_id)
+            assert after is not None and after["name"] == f"renamed {index}"
+
+
+def _rename_zone(db: Database, zone_id: str, name: str = "renamed") -> None:
     with db.write() as conn:
-        conn.execute(sa.text("UPDATE zones SET name = 'renamed' WHERE id = :id"), {"id": zone_id})
+        conn.execute(sa.text("UPDATE zones SET name = :name WHERE id = :id"), {"id": zone_id, "name": name})
 
 
 def test_a_one_statement_direct_read_and_a_failed_one_leave_the_connection_reusable(db: Database) -> None:

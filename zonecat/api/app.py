@@ -72,8 +72,11 @@ def create_app(ctx: AppContext) -> ZonecatAPI:
         route = Route(documented[endpoint].path, endpoint)
         route.methods = set(documented[endpoint].methods or ())  # no HEAD: no route of the API answers it
         hot.append(route)
+    # FastAPI's native OpenTelemetry support (0.16x on) traces only the requests its own __call__ serves.
+    telemetry = getattr(app, "_native_telemetry", None)
+    instrumented = telemetry.enabled if telemetry is not None and hasattr(telemetry, "enabled") else _never
     app.front = EdgeMiddleware(
-        HotRoutes(hot, app.through_fastapi, app, app.exception_handlers),
+        HotRoutes(hot, app.through_fastapi, app, app.exception_handlers, instrumented),
         metrics=app.state.metrics,
         max_body_bytes=ctx.settings.max_body_bytes,
     )
@@ -88,6 +91,10 @@ def create_app(ctx: AppContext) -> ZonecatAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _never() -> bool:
+    return False
 
 
 def _drop_default_422(schema: dict[str, Any]) -> None:

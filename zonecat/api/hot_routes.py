@@ -6,7 +6,9 @@ the router's route-by-route matching and the endpoint's own exception wrapper, ~
 cost under load on the benchmark VM. ``HotRoutes`` matches them first, with the same Starlette route (path template
 and methods as documented), calls the endpoint itself, and answers its exceptions with the application's own
 exception handlers, exactly as the stack would. Everything else, including a documented path with another method
-(405), goes to the application unchanged.
+(405), goes to the application unchanged; so does every request while FastAPI's native OpenTelemetry
+instrumentation is on (a tracer, meter or logger provider is configured), so that these requests are traced like
+all others. Middleware added to the FastAPI application after ``create_app`` does not see the hot requests.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ class HotRoutes:
     """Serves ``routes`` (plain Starlette routes whose endpoints take only the request) before ``fallback``.
 
     ``app`` is what ``request.app`` is for those requests, as it is for every other; ``handlers`` are its exception
-    handlers by exception class, looked up along the exception's MRO as Starlette does. As in Starlette, the handler
-    registered for ``Exception`` answers the 500 and the exception is raised again, for the server to log."""
+    handlers (the mapping itself: one added later counts), looked up along the exception's MRO as Starlette does. As
+    in Starlette, the handler registered for ``Exception`` answers the 500 and the exception is raised again, for
+    the server to log. While ``instrumented()`` is true every request goes to ``fallback``."""
 
     def __init__(
         self,
@@ -38,14 +41,16 @@ class HotRoutes:
         fallback: ASGIApp,
         app: object,
         handlers: Mapping[Any, Handler],
+        instrumented: Callable[[], bool] = lambda: False,
     ) -> None:
         self.routes = tuple(routes)
         self.fallback = fallback
         self.app = app
-        self.handlers = {key: handler for key, handler in handlers.items() if isinstance(key, type)}
+        self.handlers = handlers
+        self.instrumented = instrumented
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not self.instrumented():
             for route in self.routes:
                 match, child_scope = route.matches(scope)
                 if match is Match.FULL:

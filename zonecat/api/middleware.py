@@ -78,7 +78,7 @@ class EdgeMiddleware:
             else:
                 await self.app(scope, receive, send_wrapper)
         finally:
-            # An unhandled exception is answered (500) outside this middleware; it is still counted and logged.
+            # An unhandled exception was answered (500) inside, then raised on for the server to log: counted here too.
             self._record(scope, request_id, status_holder["status"], time.perf_counter() - started)
 
     def _record(self, scope: Scope, request_id: str, status: int, elapsed: float) -> None:

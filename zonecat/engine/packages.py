@@ -74,6 +74,7 @@ def create_package(db: Database, principal: Principal, zone_id: str, raw: object
     slug = manifests.slugify(manifest["name"])
     now = now_ms()
     with db.write() as conn:
+        package_store.lock_slug(conn, principal.organization_id, slug)
         if package_store.slug_taken(conn, principal.organization_id, zone_id, slug):
             raise errors.Conflict(
                 f"a package with slug '{slug}' already exists in this zone or the global catalog",
@@ -222,8 +223,9 @@ def load_global_catalog(db: Database, organization_id: str, directory: Path | No
     """Load every catalog manifest as a global package; a changed manifest becomes that package's next version.
 
     A manifest that fails its checks is reported and skipped; the others still load. So is a new manifest whose slug
-    a zone's own package already has: a slug names one package (design §3), and the zone's came first. Returns the
-    problems.
+    a zone's own package already has: a slug names one package (design §3), and the zone's came first. A global
+    package that already shares its slug with zone packages (loaded before that rule) is reported too: in those
+    zones the slug names the zone's package. Returns the problems.
     """
     reports: list[str] = []
     for file_name, text in catalog_files(directory):
@@ -236,29 +238,36 @@ def load_global_catalog(db: Database, organization_id: str, directory: Path | No
         if problems:
             reports.append(f"{file_name}: " + "; ".join(f"{p.field}: {p.message}" for p in problems))
             continue
-        taken_by = _load_one(db, organization_id, raw)
+        loaded, taken_by = _load_one(db, organization_id, raw)
         if taken_by:
-            shown = ", ".join(taken_by[:5]) + (f" and {len(taken_by) - 5} more" if len(taken_by) > 5 else "")
-            reports.append(
-                f"{file_name}: slug {manifests.slugify(raw['name'])!r} already names a package of "
-                f"{'zone' if len(taken_by) == 1 else 'zones'} {shown}; rename the manifest (or that package) to load it"
-            )
-    for report in reports:
-        log.error("catalog manifest skipped", extra={"problem": report})
-    return reports
+            slug = manifests.slugify(raw["name"])
+            zones = ", ".join(taken_by[:5]) + (f" and {len(taken_by) - 5} more" if len(taken_by) > 5 else "")
+            zones = f"{'zone' if len(taken_by) == 1 else 'zones'} {zones}"
+            if loaded:
+                reports.append(
+                    f"{file_name}: slug {slug!r} also names a package of {zones}, made before such overlaps were "
+                    "refused; there it names the zone's package (delete that package to install this one by slug)"
+                )
+            else:
+                reports.append(
+                    f"{file_name}: not loaded: slug {slug!r} already names a package of {zones}; rename the manifest, "
+                    "or delete that zone package (a package's slug never changes)"
+                )
+    return reports  # the caller logs them (``bootstrap.boot``)
 
 
-def _load_one(db: Database, organization_id: str, raw: dict[str, Any]) -> list[str]:
-    """Loads one checked manifest; if its slug is new but some zones have a package of their own with it, loads
-    nothing and returns those zones."""
+def _load_one(db: Database, organization_id: str, raw: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Loads one checked manifest unless its slug is new and some zones have a package of their own with it;
+    returns whether the global package exists (now), and the zones whose own package has its slug."""
     slug = manifests.slugify(raw["name"])
     now = now_ms()
     with db.write() as conn:
+        package_store.lock_slug(conn, organization_id, slug)
         package = package_store.global_package_by_slug(conn, organization_id, slug)
+        taken_by = package_store.zones_with_slug(conn, organization_id, slug)
         if package is None:
-            taken_by = package_store.zones_with_slug(conn, organization_id, slug)
             if taken_by:
-                return taken_by
+                return False, taken_by
             package = {
                 "id": new_id("pkg", now),
                 "organization_id": organization_id,
@@ -275,10 +284,10 @@ def _load_one(db: Database, organization_id: str, raw: dict[str, Any]) -> list[s
         else:
             latest = package_store.latest_version(conn, package["id"])
             if latest is not None and latest["manifest_sha"] == manifests.manifest_sha(raw):
-                return []
+                return True, taken_by
             changes = _draft_columns(raw, now)
             package_store.update_package(conn, package["id"], changes)
             package.update(changes)
         version = _release_draft(conn, package, None, "platform", now)
         log.info("global package loaded", extra={"slug": slug, "version": version["version"]})
-    return []
+    return True, taken_by

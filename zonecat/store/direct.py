@@ -122,7 +122,8 @@ class DirectReads:
         ``REPEATABLE READ READ ONLY`` transaction, as ``Database.read`` gives.
 
         ``snapshot=False`` is for work whose statements need no common moment (one statement sees one by itself):
-        on PostgreSQL it then runs without a transaction, no BEGIN and COMMIT round trips."""
+        it then runs without a transaction, each statement seeing the database as it is when it runs (on
+        PostgreSQL: no BEGIN and COMMIT round trips)."""
         dbapi_error = self._engine.dialect.loaded_dbapi.Error
         try:
             connection = self._engine.raw_connection()
@@ -131,7 +132,7 @@ class DirectReads:
             raise self._wrapped(exc) from exc
         try:
             if self._is_sqlite:
-                with self._sqlite_snapshot(connection) as reader:
+                with self._sqlite_snapshot(connection, snapshot) as reader:
                     yield reader
             else:
                 with self._postgres_snapshot(connection, snapshot) as reader:
@@ -145,10 +146,11 @@ class DirectReads:
             connection.close()
 
     @contextlib.contextmanager
-    def _sqlite_snapshot(self, connection: Any) -> Iterator[DirectReader]:
+    def _sqlite_snapshot(self, connection: Any, snapshot: bool) -> Iterator[DirectReader]:
         cursor = connection.cursor()
         try:
-            cursor.execute("BEGIN")
+            if snapshot:
+                cursor.execute("BEGIN")
             yield DirectReader(cursor, sqlite=True)
         finally:
             cursor.close()

@@ -24,6 +24,7 @@ _ZONE = _select_all(zones, "organization_id = ? AND id = ?")
 _TASK_IN_ZONE = _select_all(
     tasks, "zone_id = ? AND id = ? AND EXISTS (SELECT 1 FROM zones WHERE organization_id = ? AND zones.id = ?)"
 )
+_TASK_EXISTS = "SELECT 1 AS found FROM tasks WHERE id = ?"
 _STEP_OUTCOMES = (
     "SELECT local_name, entity_type, action, href FROM task_events "
     "WHERE task_id = ? AND kind = 'step_done' AND seq <= ? ORDER BY seq"
@@ -53,7 +54,8 @@ def task_in_zone(
 ) -> tuple[Row, tuple[Any, ...]] | None:
     """``get_task`` in one statement with the zone's check (None if either is missing), and the row's key: every
     stored value, hashable. Two reads with equal keys read the same row, and so the same step events (they are
-    only ever added, each numbered by the row's ``event_seq``; see ``step_outcomes``)."""
+    only ever added, each numbered by the row's ``event_seq``, and deleted only with the task; see
+    ``step_outcomes``)."""
     row = reader.one(_TASK_IN_ZONE, (zone_id, task_id, organization_id, zone_id))
     if row is None:
         return None
@@ -66,5 +68,11 @@ def task_in_zone(
 
 def step_outcomes(reader: DirectReader, task_id: str, through_seq: int) -> list[Row]:
     """The task's step outcomes among its events numbered up to ``through_seq``: with the ``event_seq`` of a task
-    row read before, exactly the events that row had, whether or not both reads share a snapshot."""
+    row read before, exactly the events that row had, whether or not both reads share a snapshot, provided the task
+    still exists (``task_exists`` after this read): events are only ever added, each with the counter's next
+    number, and deleted only with their task."""
     return reader.all(_STEP_OUTCOMES, (task_id, through_seq))
+
+
+def task_exists(reader: DirectReader, task_id: str) -> bool:
+    return reader.one(_TASK_EXISTS, (task_id,)) is not None

@@ -47,7 +47,8 @@ _VERSION_BRIEF = (package_versions.c.id, package_versions.c.version, package_ver
 
 # Built once, with bound parameters, and run through the driver: an install request makes these reads every time.
 _FIND_PACKAGE_BRIEF = Prepared(
-    sa.select(*_PACKAGE_BRIEF).where(
+    sa.select(*_PACKAGE_BRIEF)
+    .where(
         packages.c.organization_id == sa.bindparam("organization_id"),
         packages.c.zone_key.in_([GLOBAL, sa.bindparam("zone_id")]),
         sa.or_(packages.c.id == sa.bindparam("ref"), packages.c.slug == sa.bindparam("ref")),
@@ -116,6 +117,15 @@ def global_package_by_slug(conn: sa.Connection, organization_id: str, slug: str)
     )
     found = conn.execute(query).first()
     return dict(found._mapping) if found else None
+
+
+def lock_slug(conn: sa.Connection, organization_id: str, slug: str) -> None:
+    """Serialise, until the transaction ends, the writers that check and then take ``slug`` in the organization:
+    a zone package and a global one may not both take it, and no constraint spans the two scopes. On SQLite the
+    write transaction already holds the database's one write lock."""
+    if conn.dialect.name == "postgresql":
+        key = sa.func.hashtextextended(sa.literal(f"zonecat package slug {organization_id}/{slug}"), 0)
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
 def zones_with_slug(conn: sa.Connection, organization_id: str, slug: str) -> list[str]:

@@ -88,7 +88,7 @@ async def get_task(request: Request) -> Response:
     # routing and dependency solving cost more than the rest of the request. It reads through the driver
     # (``read_direct``: on SQLite, on the event loop) with no snapshot: the token, then the task with its zone's
     # check in one statement, then (unless its body is already rendered) the step events the row counts, which
-    # are the same whenever they are read (``hot.step_outcomes``).
+    # are the same whenever they are read while the task exists (``hot.step_outcomes``).
     zone_id, task_id = request.path_params["zone_id"], request.path_params["task_id"]
     token_hash = bearer_token_hash(request)
     flag = request.query_params.get("redirect", "true").lower()
@@ -104,9 +104,7 @@ async def get_task(request: Request) -> Response:
         principal.require_zone(zone_id)
         found = hot.task_in_zone(reader, principal.organization_id, zone_id, task_id)
         if found is None:
-            if hot.get_zone(reader, principal.organization_id, zone_id) is None:
-                raise errors.NotFound(f"zone {zone_id} not found")
-            raise errors.NotFound(f"task {task_id} not found")
+            raise _task_missing(reader, principal.organization_id, zone_id, task_id)
         row, key = found
         if _REDIRECT_FLAGS[flag] and row["status"] == "completed":
             location = absolute_url(request, f"/zones/{zone_id}/installs/{row['install_id']}")
@@ -117,11 +115,23 @@ async def get_task(request: Request) -> Response:
         if reader.on_loop and row["event_seq"] > _LOOP_EVENTS:
             # Its links are too many to read and render on the event loop (a 10,000-entity task's are ~2 MB).
             raise WouldWait(f"task {task_id} has {row['event_seq']} events")
-        response = JSONResponse(views.task_view(None, row, hot.step_outcomes(reader, task_id, row["event_seq"])))
+        outcomes = hot.step_outcomes(reader, task_id, row["event_seq"])
+        # A task's events are deleted only with it (its zone's deletion, one transaction): the row still there after
+        # they were read proves none was missing.
+        if not hot.task_exists(reader, task_id):
+            raise _task_missing(reader, principal.organization_id, zone_id, task_id)
+        response = JSONResponse(views.task_view(None, row, outcomes))
         ctx.rendered_tasks.put(key, bytes(response.body))
         return response
 
     return await read_direct(ctx, work, snapshot=False)
+
+
+def _task_missing(reader: DirectReader, organization_id: str, zone_id: str, task_id: str) -> errors.NotFound:
+    """The 404 of a task read that found no task: its zone's, if the zone is gone too."""
+    if hot.get_zone(reader, organization_id, zone_id) is None:
+        return errors.NotFound(f"zone {zone_id} not found")
+    return errors.NotFound(f"task {task_id} not found")
 
 
 @router.post(
