@@ -68,29 +68,31 @@ def test_a_broken_manifest_is_reported_and_the_rest_still_loads(sqlite_db: Datab
 def _zone_with_package(db: Database, name: str) -> str:
     """A zone with a package of its own named ``name`` (made through the engine, as the API makes it)."""
     admin = Principal("tok_test", ORGANIZATION_ID, None, read_only=False, admin=True)
-    zone_id = new_id("zon")
-    with db.write() as conn:
-        zone_store.insert_zone(
-            conn,
-            {
-                "id": zone_id,
-                "organization_id": ORGANIZATION_ID,
-                "name": f"zone {zone_id}",
-                "description": None,
-                "created_at_ms": 1,
-                "updated_at_ms": 1,
-            },
-        )
+    zone_id = _zone(db)
     create_package(db, admin, zone_id, {**MANIFEST, "name": name})
     return zone_id
+
+
+def _zone(db: Database) -> str:
+    zone_id = new_id("zon")
+    row = {"id": zone_id, "organization_id": ORGANIZATION_ID, "name": f"zone {zone_id}", "description": None}
+    with db.write() as conn:
+        zone_store.insert_zone(conn, {**row, "created_at_ms": 1, "updated_at_ms": 1})
+    return zone_id
+
+
+def _vault_catalog(tmp_path: Path) -> Path:
+    """A catalog directory holding the vault manifest."""
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "vault.json").write_text(json.dumps(MANIFEST))
+    return catalog
 
 
 def test_a_new_global_package_never_takes_a_slug_a_zone_package_has(sqlite_db: Database, tmp_path: Path) -> None:
     # A zone's package was there first; a catalog manifest named like it is refused, so a slug names one package.
     zones = sorted(_zone_with_package(sqlite_db, "Vault Secret") for _ in range(2))
-    catalog = tmp_path / "catalog"
-    catalog.mkdir()
-    (catalog / "vault.json").write_text(json.dumps(MANIFEST))
+    catalog = _vault_catalog(tmp_path)
     (catalog / "other.json").write_text(json.dumps({**MANIFEST, "name": "Other Vault"}))
     problems = load_global_catalog(sqlite_db, ORGANIZATION_ID, catalog)
     assert problems == [
@@ -106,9 +108,7 @@ def test_a_new_global_package_never_takes_a_slug_a_zone_package_has(sqlite_db: D
 
 
 def test_a_global_package_already_loaded_keeps_its_slug(sqlite_db: Database, tmp_path: Path) -> None:
-    catalog = tmp_path / "catalog"
-    catalog.mkdir()
-    (catalog / "vault.json").write_text(json.dumps(MANIFEST))
+    catalog = _vault_catalog(tmp_path)
     assert load_global_catalog(sqlite_db, ORGANIZATION_ID, catalog) == []
     # No zone can take it since (409), and a reload or a new version of it is not refused.
     with pytest.raises(errors.Conflict):
@@ -119,24 +119,11 @@ def test_a_global_package_already_loaded_keeps_its_slug(sqlite_db: Database, tmp
 
 
 def test_an_overlap_from_before_the_rule_is_reported_at_each_load(sqlite_db: Database, tmp_path: Path) -> None:
-    catalog = tmp_path / "catalog"
-    catalog.mkdir()
-    (catalog / "vault.json").write_text(json.dumps(MANIFEST))
+    catalog = _vault_catalog(tmp_path)
     assert load_global_catalog(sqlite_db, ORGANIZATION_ID, catalog) == []
     # A zone package written with the global one's slug, as it could be before the rule (bypassing the check).
-    zone_id = new_id("zon")
+    zone_id = _zone(sqlite_db)
     with sqlite_db.write() as conn:
-        zone_store.insert_zone(
-            conn,
-            {
-                "id": zone_id,
-                "organization_id": ORGANIZATION_ID,
-                "name": "old zone",
-                "description": None,
-                "created_at_ms": 1,
-                "updated_at_ms": 1,
-            },
-        )
         global_row = package_store.global_package_by_slug(conn, ORGANIZATION_ID, "vault-secret")
         assert global_row is not None
         package_store.insert_package(
