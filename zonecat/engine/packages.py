@@ -238,9 +238,9 @@ def load_global_catalog(db: Database, organization_id: str, directory: Path | No
         if problems:
             reports.append(f"{file_name}: " + "; ".join(f"{p.field}: {p.message}" for p in problems))
             continue
-        loaded, taken_by = _load_one(db, organization_id, raw)
+        slug = manifests.slugify(raw["name"])
+        loaded, taken_by = _load_one(db, organization_id, raw, slug)
         if taken_by:
-            slug = manifests.slugify(raw["name"])
             zones = ", ".join(taken_by[:5]) + (f" and {len(taken_by) - 5} more" if len(taken_by) > 5 else "")
             zones = f"{'zone' if len(taken_by) == 1 else 'zones'} {zones}"
             if loaded:
@@ -256,10 +256,9 @@ def load_global_catalog(db: Database, organization_id: str, directory: Path | No
     return reports  # the caller logs them (``bootstrap.boot``)
 
 
-def _load_one(db: Database, organization_id: str, raw: dict[str, Any]) -> tuple[bool, list[str]]:
-    """Loads one checked manifest unless its slug is new and some zones have a package of their own with it;
-    returns whether the global package exists (now), and the zones whose own package has its slug."""
-    slug = manifests.slugify(raw["name"])
+def _load_one(db: Database, organization_id: str, raw: dict[str, Any], slug: str) -> tuple[bool, list[str]]:
+    """Loads one checked manifest (``slug`` is its name's) unless its slug is new and some zones have a package of
+    their own with it; returns whether the global package exists (now), and the zones whose own package has it."""
     now = now_ms()
     with db.write() as conn:
         package_store.lock_slug(conn, organization_id, slug)

@@ -52,7 +52,7 @@ def get_zone(reader: DirectReader, organization_id: str, zone_id: str) -> Row | 
 def task_in_zone(
     reader: DirectReader, organization_id: str, zone_id: str, task_id: str
 ) -> tuple[Row, tuple[Any, ...]] | None:
-    """``get_task`` in one statement with the zone's check (None if either is missing), and the row's key: every
+    """``tasks.get_task`` and the zone's check in one statement (None if either is missing), and the row's key: every
     stored value, hashable. Two reads with equal keys read the same row, and so the same step events (they are
     only ever added, each numbered by the row's ``event_seq``, and deleted only with the task; see
     ``step_outcomes``)."""
