@@ -745,23 +745,30 @@ def test_a_release_during_a_share_keeps_the_entity_for_its_new_user(db: Database
         assert [u["install_id"] for u in entity_store.uses_of_entity(conn, entity["id"])] == ["ins_b"]
 
 
-def test_hot_reads_return_what_their_sqlalchemy_twins_return(db: Database) -> None:
-    zone_id = zone(db)
-    row = task_row(zone_id, new_id("ins"))
-    row["warnings"] = ["kept entity x: adopted"]
-    token = {
+def token_row(**changes: Any) -> dict[str, Any]:
+    return {
         "id": new_id("tok"),
         "organization_id": ORG,
         "name": "t",
         "token_hash": "f" * 64,
-        "zones": [zone_id],
-        "read_only": True,
+        "zones": None,
+        "read_only": False,
         "admin": False,
         "created_at_ms": 1,
         "revoked_at_ms": None,
+        **changes,
     }
+
+
+def test_hot_reads_return_what_their_sqlalchemy_twins_return(db: Database) -> None:
+    zone_id = zone(db)
+    row = task_row(zone_id, new_id("ins"))
+    row["warnings"] = ["kept entity x: adopted"]
+    token = token_row(zones=[zone_id], read_only=True)
+    stranger = token_row(organization_id="another-org", token_hash="e" * 64)
     with db.write() as conn:
         zone_store.insert_token(conn, token)
+        zone_store.insert_token(conn, stranger)
         task_store.insert_task(conn, row)
         task_store.append_event(conn, row["id"], 2, "status", status="running")
         for name in ("b", "a"):
@@ -787,18 +794,22 @@ def test_hot_reads_return_what_their_sqlalchemy_twins_return(db: Database) -> No
         readers.append(db.direct.on_loop)
     for snapshot in readers:
         with snapshot() as reader:
-            task_in_zone = hot.task_in_zone(reader, ORG, zone_id, row["id"])
-            assert task_in_zone is not None
+            poll = hot.token_and_task(reader, token["token_hash"], zone_id, row["id"])
+            assert poll.task is not None and poll.key is not None
             found = (
                 hot.token_by_hash(reader, token["token_hash"]),
                 hot.get_zone(reader, ORG, zone_id),
-                task_in_zone[0],
-                hot.step_outcomes(reader, row["id"], task_in_zone[0]["event_seq"]),
+                poll.task,
+                hot.step_outcomes(reader, row["id"], poll.task["event_seq"]),
             )
+            assert poll.token == found[0]
             assert hot.token_by_hash(reader, "0" * 64) is None
-            assert hot.task_in_zone(reader, ORG, zone_id, "tsk_missing") is None
-            assert hot.task_in_zone(reader, "another-org", zone_id, row["id"]) is None
-            assert hot.task_in_zone(reader, ORG, new_id("zon"), row["id"]) is None
+            assert hot.token_and_task(reader, "0" * 64, zone_id, row["id"]) == (None, None, None)
+            assert hot.token_and_task(reader, token["token_hash"], zone_id, "tsk_missing") == (found[0], None, None)
+            # A task is read only for a token of its zone's organization, and only in its own zone.
+            foreign = hot.token_and_task(reader, stranger["token_hash"], zone_id, row["id"])
+            assert foreign.token is not None and foreign.token["id"] == stranger["id"] and foreign.task is None
+            assert hot.token_and_task(reader, token["token_hash"], new_id("zon"), row["id"]).task is None
             assert hot.step_outcomes(reader, "tsk_missing", 10) == []
         assert found == expected
         assert [link["local_name"] for link in found[3]] == ["b", "a"]
@@ -807,7 +818,9 @@ def test_hot_reads_return_what_their_sqlalchemy_twins_return(db: Database) -> No
 def test_a_task_rows_key_follows_every_stored_value_and_its_events_their_count(db: Database) -> None:
     zone_id = zone(db)
     row = task_row(zone_id, new_id("ins"))
+    token = token_row()
     with db.write() as conn:
+        zone_store.insert_token(conn, token)
         task_store.insert_task(conn, row)
         seq = task_store.append_event(
             conn, row["id"], 2, "step_done", local_name="a", entity_type="secret", action="created", href="/a"
@@ -815,10 +828,10 @@ def test_a_task_rows_key_follows_every_stored_value_and_its_events_their_count(d
 
     def read() -> tuple[Any, ...]:
         with db.direct.pooled(snapshot=False) as reader:
-            found = hot.task_in_zone(reader, ORG, zone_id, row["id"])
-            assert found is not None
-            hash(found[1])
-            return found[1]
+            poll = hot.token_and_task(reader, token["token_hash"], zone_id, row["id"])
+            assert poll.key is not None
+            hash(poll.key)
+            return poll.key
 
     first = read()
     assert read() == first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +16,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from zonecat import __version__, errors
 from zonecat.api import errors as api_errors
 from zonecat.api.context import AppContext
-from zonecat.api.hot_routes import HotRoutes
+from zonecat.api.hot_routes import AskedEverySecond, HotRoutes
+from zonecat.api.kept_polls import KeptPolls
 from zonecat.api.metrics import Metrics
 from zonecat.api.middleware import EdgeMiddleware
 from zonecat.api.routes import entities, installs, ops, packages, zones
@@ -74,9 +76,13 @@ def create_app(ctx: AppContext) -> ZonecatAPI:
         hot.append(route)
     # FastAPI's native OpenTelemetry support (0.16x on) traces only the requests its own __call__ serves.
     telemetry = getattr(app, "_native_telemetry", None)
-    instrumented = telemetry.enabled if telemetry is not None and hasattr(telemetry, "enabled") else _never
+    instrumented: Callable[[], bool] = _never
+    if telemetry is not None and hasattr(telemetry, "enabled"):
+        instrumented = AskedEverySecond(telemetry.enabled)
+    hot_routes = HotRoutes(hot, app.through_fastapi, app, app.exception_handlers, instrumented)
+    poll_route = next(route for route in hot if route.endpoint is installs.get_task)
     app.front = EdgeMiddleware(
-        HotRoutes(hot, app.through_fastapi, app, app.exception_handlers, instrumented),
+        KeptPolls(hot_routes, ctx, poll_route, instrumented),
         metrics=app.state.metrics,
         max_body_bytes=ctx.settings.max_body_bytes,
     )

@@ -11,7 +11,7 @@ from zonecat.api.context import AppContext
 from zonecat.api.reads import read_direct
 from zonecat.engine.access import Principal, hash_token
 from zonecat.store import hot
-from zonecat.store.direct import DirectReader
+from zonecat.store.direct import DirectReader, Row
 
 
 def app_context(request: Request) -> AppContext:
@@ -27,32 +27,51 @@ async def context(request: Request) -> AppContext:
     return app_context(request)
 
 
-def bearer_token_hash(request: Request) -> str:
-    """The hash of the request's bearer token (what the tokens table keeps); 401 without one."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def token_hash_of(authorization: str) -> str | None:
+    """The hash of the bearer token in an Authorization header's value (what the tokens table keeps); None if it
+    holds none."""
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise errors.Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+        return None
     return hash_token(token.strip())
 
 
-def principal_of(request: Request, token_hash: str, reader: DirectReader) -> Principal:
-    """The principal of ``token_hash``, read in ``reader``'s snapshot; 401 unless the token is valid, 429 over its
-    rate limit. Routes that read through ``read_direct`` call it inside their own snapshot."""
-    row = hot.token_by_hash(reader, token_hash)
+def bearer_token_hash(request: Request) -> str:
+    """The hash of the request's bearer token; 401 without one."""
+    token_hash = token_hash_of(request.headers.get("authorization", ""))
+    if token_hash is None:
+        raise errors.Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    return token_hash
+
+
+def valid_principal(row: Row | None) -> Principal | None:
+    """The principal of a token row (``hot.token_by_hash``), unless the token is unknown (None) or revoked."""
     if row is None or row["revoked_at_ms"] is not None:
-        raise errors.Unauthorized("unknown or revoked token")
-    principal = Principal(
+        return None
+    return Principal(
         token_id=row["id"],
         organization_id=row["organization_id"],
         zones=tuple(row["zones"]) if row["zones"] is not None else None,
         read_only=bool(row["read_only"]),
         admin=bool(row["admin"]),
     )
+
+
+def principal_from(request: Request, row: Row | None) -> Principal:
+    """The principal of a token row read for ``request``; 401 unless the token is valid, 429 over its rate limit."""
+    principal = valid_principal(row)
+    if principal is None:
+        raise errors.Unauthorized("unknown or revoked token")
     if getattr(request.state, "token_id", None) is None:  # once per request, even if its read is run again
         request.state.token_id = principal.token_id
         app_context(request).limiter.take(principal.token_id)
     return principal
+
+
+def principal_of(request: Request, token_hash: str, reader: DirectReader) -> Principal:
+    """The principal of ``token_hash``, read in ``reader``'s snapshot; 401 unless the token is valid, 429 over its
+    rate limit. Routes that read through ``read_direct`` call it inside their own snapshot."""
+    return principal_from(request, hot.token_by_hash(reader, token_hash))
 
 
 async def authenticate(request: Request) -> Principal:

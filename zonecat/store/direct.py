@@ -43,6 +43,11 @@ class DirectReader:
         self._cursor.execute(sql, tuple(params))
         return self._cursor
 
+    def values(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        """The first row's values in the order the statement selects them, for a caller that names them itself."""
+        found: tuple[Any, ...] | None = self._run(sql, params).fetchone()
+        return found
+
     def one(self, sql: str, params: Sequence[Any]) -> Row | None:
         cursor = self._run(sql, params)
         found = cursor.fetchone()
@@ -54,6 +59,49 @@ class DirectReader:
         cursor = self._run(sql, params)
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, found, strict=True)) for found in cursor.fetchall()]
+
+
+class LoopSnapshot:
+    """``DirectReads.on_loop``'s context manager. A class rather than a generator: entered on every request, a
+    generator-based one cost about 15 µs of a ~250 µs task poll under load."""
+
+    __slots__ = ("_connection", "_cursor", "_reads", "_snapshot")
+
+    def __init__(self, reads: DirectReads, snapshot: bool) -> None:
+        self._reads = reads
+        self._snapshot = snapshot
+
+    def __enter__(self) -> DirectReader:
+        connection = self._reads._checkout()
+        cursor = None
+        try:
+            cursor = connection.cursor()
+            if self._snapshot:
+                try:
+                    cursor.execute("BEGIN")
+                except sqlite3.OperationalError as exc:
+                    raise WouldWait(str(exc)) from exc
+        except BaseException:
+            if cursor is not None:
+                cursor.close()
+            self._reads._idle.append(connection)
+            raise
+        self._connection, self._cursor = connection, cursor
+        return DirectReader(cursor, sqlite=True, on_loop=True)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, traceback: Any) -> None:
+        try:
+            try:
+                if self._snapshot:
+                    self._cursor.execute("COMMIT")
+            finally:
+                self._cursor.close()
+        finally:
+            self._reads._idle.append(self._connection)
+        if isinstance(exc, sqlite3.OperationalError):
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise WouldWait(str(exc)) from exc
+            raise self._reads._wrapped(exc) from exc
 
 
 class DirectReads:
@@ -74,47 +122,26 @@ class DirectReads:
         """Whether ``on_loop`` may be used: a SQLite file (a PostgreSQL read is a network round trip)."""
         return self._sqlite_path is not None
 
-    @contextlib.contextmanager
-    def on_loop(self, snapshot: bool = True) -> Iterator[DirectReader]:
+    def on_loop(self, snapshot: bool = True) -> LoopSnapshot:
         """A snapshot on an SQLite connection kept for event loops, which never waits for a lock.
 
         Raises ``WouldWait`` instead of waiting. The block must not await. ``snapshot=False``: each statement sees
         the database as it is when it runs (no BEGIN and COMMIT), for work whose statements need no common moment."""
         assert self._sqlite_path is not None
-        try:
-            connection = self._idle.pop()
-        except IndexError:
-            connection = sqlite3.connect(self._sqlite_path, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA busy_timeout=0")
-            connection.execute("PRAGMA query_only=1")
-            with self._lock:
-                self._opened.append(connection)
-        try:
-            with self._loop_reader(connection, snapshot) as reader:
-                yield reader
-        finally:
-            self._idle.append(connection)
+        return LoopSnapshot(self, snapshot)
 
-    @contextlib.contextmanager
-    def _loop_reader(self, connection: sqlite3.Connection, snapshot: bool) -> Iterator[DirectReader]:
-        cursor = connection.cursor()
+    def _checkout(self) -> sqlite3.Connection:
         try:
-            if snapshot:
-                try:
-                    cursor.execute("BEGIN")
-                except sqlite3.OperationalError as exc:
-                    raise WouldWait(str(exc)) from exc
-            try:
-                yield DirectReader(cursor, sqlite=True, on_loop=True)
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise WouldWait(str(exc)) from exc
-                raise self._wrapped(exc) from exc
-            finally:
-                if snapshot:
-                    cursor.execute("COMMIT")
-        finally:
-            cursor.close()
+            return self._idle.pop()
+        except IndexError:
+            pass
+        assert self._sqlite_path is not None
+        connection = sqlite3.connect(self._sqlite_path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout=0")
+        connection.execute("PRAGMA query_only=1")
+        with self._lock:
+            self._opened.append(connection)
+        return connection
 
     @contextlib.contextmanager
     def pooled(self, snapshot: bool = True) -> Iterator[DirectReader]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -15,7 +17,7 @@ from zonecat.api.auth import (
     Ctx,
     app_context,
     bearer_token_hash,
-    principal_of,
+    principal_from,
     writer_cheaply,
     writer_here,
 )
@@ -44,6 +46,19 @@ _SEQ = {"type": "string", "pattern": "^[0-9]{1,9}$"}
 # A task with more events than this is rendered in a thread, not on the event loop (about 2 events per entity).
 _LOOP_EVENTS = 200
 _REDIRECT_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+@functools.lru_cache(maxsize=256)
+def redirect_wanted(query_string: bytes) -> bool | None:
+    """A task read's ``?redirect=``, read as Starlette reads query parameters (the last one counts; absent: true); None
+    if it is not one of the accepted spellings. Kept per query string: a poller sends the same one each time, and
+    parsing it cost ~10 µs a poll."""
+    flag = "true"
+    if query_string:
+        for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            if name == "redirect":
+                flag = value
+    return _REDIRECT_FLAGS.get(flag.lower())
 
 
 def _current_view(ctx: AppContext, task: dict[str, Any], created: bool = False) -> dict[str, Any]:
@@ -86,27 +101,28 @@ async def get_task(request: Request) -> Response:
     """A task while pending, running or failed; once completed, 303 to its install (``?redirect=false``: 200)."""
     # It takes only the request, and is served ahead of FastAPI (``zonecat.api.hot_routes``): FastAPI's middleware,
     # routing and dependency solving cost more than the rest of the request. It reads through the driver
-    # (``read_direct``: on SQLite, on the event loop) with no snapshot: the token, then the task with its zone's
-    # check in one statement, then (unless its body is already rendered) the step events the row counts, which
-    # are the same whenever they are read while the task exists (``hot.step_outcomes``).
+    # (``read_direct``: on SQLite, on the event loop) with no snapshot: the token and the task with its zone's check
+    # in one statement, then (unless its body is already rendered) the step events the row counts, which are the
+    # same whenever they are read while the task exists (``hot.step_outcomes``). A poll whose body is kept is
+    # answered even before the hot routes, by ``zonecat.api.kept_polls``, where this would answer it.
     zone_id, task_id = request.path_params["zone_id"], request.path_params["task_id"]
     token_hash = bearer_token_hash(request)
-    flag = request.query_params.get("redirect", "true").lower()
+    redirect = redirect_wanted(request.scope["query_string"])
     ctx = app_context(request)
 
     def work(reader: DirectReader) -> Response:
-        principal = principal_of(request, token_hash, reader)
-        if flag not in _REDIRECT_FLAGS:
+        poll = hot.token_and_task(reader, token_hash, zone_id, task_id)
+        principal = principal_from(request, poll.token)
+        if redirect is None:
             raise errors.BadRequest(
                 f"redirect must be one of {', '.join(_REDIRECT_FLAGS)}",
                 [errors.Detail("redirect", "not a boolean", "bad_request")],
             )
         principal.require_zone(zone_id)
-        found = hot.task_in_zone(reader, principal.organization_id, zone_id, task_id)
-        if found is None:
+        row, key = poll.task, poll.key
+        if row is None or key is None:
             raise _task_missing(reader, principal.organization_id, zone_id, task_id)
-        row, key = found
-        if _REDIRECT_FLAGS[flag] and row["status"] == "completed":
+        if redirect and row["status"] == "completed":
             location = absolute_url(request, f"/zones/{zone_id}/installs/{row['install_id']}")
             return RedirectResponse(location, status_code=303)
         body = ctx.rendered_tasks.get(key)
