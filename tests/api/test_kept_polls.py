@@ -6,12 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from tests.api.conftest import Api
 from tests.api.helpers import CALENDAR, CREDS, assert_error, bearer, make_token, pause_worker, start_install
 from zonecat.api.context import RateLimiter
 from zonecat.api.kept_polls import KeptPolls
 from zonecat.api.rendered import RenderedTasks
+from zonecat.store import hot
 from zonecat.store.direct import WouldWait
 
 EDGE_HEADERS = {"x-content-type-options", "x-frame-options", "referrer-policy", "cache-control", "x-request-id"}
@@ -126,3 +129,45 @@ def test_a_poll_that_meets_a_lock_is_answered_by_get_task(api: Api, monkeypatch:
     monkeypatch.setattr(reads, "on_loop", on_loop)
     assert api.get(path).content == first.content
     assert answered == ([path.split("?")[0]] if ahead(api) else [])
+
+
+def test_a_poll_passed_on_is_read_once(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    zone = api.new_zone()
+    task = api.install(zone, CALENDAR, CREDS)
+    path = f"/zones/{zone}/catalog_tasks/{task['id']}"
+    monkeypatch.setattr(api.client.app.state.ctx, "rendered_tasks", RenderedTasks())  # type: ignore[attr-defined]
+    reads: list[str] = []
+    token_and_task = hot.token_and_task
+
+    def counted(reader: Any, token_hash: str, zone_id: str, task_id: str) -> hot.Poll:
+        reads.append(task_id)
+        return token_and_task(reader, token_hash, zone_id, task_id)
+
+    monkeypatch.setattr(hot, "token_and_task", counted)
+    requests: list[tuple[str, dict[str, str], int]] = [
+        (f"{path}?redirect=false", api.auth, 200),  # no body kept yet: rendered by get_task
+        (f"{path}?redirect=false", api.auth, 200),  # kept
+        (path, api.auth, 303),
+        (f"/zones/{zone}/catalog_tasks/tsk_01m8aaaaaaaaaaaaaaaaaaaaaa", api.auth, 404),
+        (path, bearer("zc_not_a_token"), 401),
+    ]
+    for url, headers, status in requests:
+        reads.clear()
+        assert api.get(url, headers=headers, follow_redirects=False).status_code == status, url
+        assert len(reads) == 1, url
+
+
+def test_a_row_the_kept_path_cannot_read_is_answered_as_every_error_is(api: Api) -> None:
+    zone = api.new_zone()
+    task = api.install(zone, CALENDAR, CREDS)
+    path = f"/zones/{zone}/catalog_tasks/{task['id']}?redirect=false"
+    token = make_token(api, "damaged")
+    assert api.get(path, headers=bearer(token["token"])).status_code == 200  # its body is kept
+    # A token row no request could have written (zones must be a list): the read itself fails to make sense of it.
+    with api.db.write() as conn:
+        conn.execute(sa.text("UPDATE tokens SET zones = '5' WHERE id = :id"), {"id": token["id"]})
+    client = TestClient(api.client.app, raise_server_exceptions=False)
+    response = client.get(path, headers=bearer(token["token"]))
+    body = assert_error(response, 500, "internal_error")
+    assert response.headers.get_list("x-request-id") == [body["request_id"]]
+    assert EDGE_HEADERS <= set(response.headers)

@@ -8,8 +8,8 @@ read (``hot.token_and_task``, on SQLite's event-loop connection) and the same he
 
 It answers only where ``get_task`` would answer a kept body: a valid token that sees the zone and is within its rate
 limit, the task in that zone, no redirect due, a body kept for that very row. Anything else (a 401, 400, 404, 429 or
-303, a body still to render, a lock met, PostgreSQL) passes on untouched to ``get_task``, which reads again and
-answers: every answer but this one has a single source.
+303, a body still to render, a lock met, PostgreSQL) passes on untouched to ``get_task``, which answers it (from the
+read made here, if there was one: ``reads.read_before``): every answer but this one has a single source.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from zonecat import errors
 from zonecat.api.auth import token_hash_of, valid_principal
 from zonecat.api.context import AppContext
+from zonecat.api.reads import READ_BEFORE
 from zonecat.api.routes.installs import redirect_wanted
 from zonecat.store import hot
 
@@ -46,7 +47,10 @@ class KeptPolls:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
-            body = self._kept_body(scope)
+            try:
+                body = self._kept_body(scope)
+            except Exception:  # a lock met (WouldWait), a database error, a row it cannot make sense of, anything:
+                body = None  # get_task reads again (in a thread if need be) and answers it, as every error is answered
             if body is not None:
                 headers = [(b"content-length", str(len(body)).encode("ascii")), (b"content-type", b"application/json")]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -64,11 +68,10 @@ class KeptPolls:
         if token_hash is None or redirect is None:
             return None
         zone_id, task_id = match["zone_id"], match["task_id"]
-        try:
-            with reads.on_loop(snapshot=False) as reader:
-                poll = hot.token_and_task(reader, token_hash, zone_id, task_id)
-        except Exception:  # a lock met (WouldWait), a database error, anything unexpected:
-            return None  # get_task reads again (in a thread if need be) and answers it, as every error is answered
+        with reads.on_loop(snapshot=False) as reader:
+            poll = hot.token_and_task(reader, token_hash, zone_id, task_id)
+        # A poll passed on is answered from this read (``read_before``): one read a poll, whoever answers it.
+        scope.setdefault("state", {})[READ_BEFORE] = (token_hash, zone_id, task_id, poll)
         principal = valid_principal(poll.token)
         if principal is None or not principal.sees_zone(zone_id) or poll.task is None or poll.key is None:
             return None

@@ -6,8 +6,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from zonecat.api.context import AppContext
+from zonecat.store import hot
 from zonecat.store.direct import DirectReader, DirectReads, WouldWait
 
 T = TypeVar("T")
@@ -34,3 +36,17 @@ async def read_direct(ctx: AppContext, work: Callable[[DirectReader], T], *, sna
         except WouldWait:
             pass
     return await run_in_threadpool(_pooled, reads, work, snapshot)
+
+
+# The key in a request's state of what ``KeptPolls`` (``zonecat.api.kept_polls``) read for a poll it passed on.
+READ_BEFORE = "zonecat.poll_read"
+
+
+def read_before(scope: Scope, token_hash: str, zone_id: str, task_id: str) -> hot.Poll | None:
+    """What ``KeptPolls`` read for this very poll (same token, zone and task) before passing it on, if it did. Reads
+    without a snapshot see the database as it is when they run: the read made a moment ago is one of them."""
+    found = scope.get("state", {}).get(READ_BEFORE)
+    if found is None or found[:3] != (token_hash, zone_id, task_id):
+        return None
+    poll: hot.Poll = found[3]
+    return poll

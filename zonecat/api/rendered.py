@@ -2,7 +2,7 @@
 
 Clients poll a task over and over, and between two of its events nothing in its body changes. A poll still reads the
 task row (that is what decides the answer, a 404, a 303 or a 200), but when the row is the one a body was rendered
-from (``hot.task_in_zone``'s key: every stored value), it answers that body instead of reading the step events and
+from (``hot.token_and_task``'s key: every stored value), it answers that body instead of reading the step events and
 rendering and encoding them again: about a fifth of a poll's cost.
 """
 

@@ -24,7 +24,7 @@ from zonecat.api.auth import (
 from zonecat.api.bodies import body_bytes, parse_json_body, require_object
 from zonecat.api.context import AppContext
 from zonecat.api.errors import request_id_of
-from zonecat.api.reads import read_direct
+from zonecat.api.reads import read_before, read_direct
 from zonecat.api.routes.common import absolute_url, page_request, request_info
 from zonecat.domain.manifest import Manifest
 from zonecat.domain.paging import decimal_digits
@@ -111,7 +111,9 @@ async def get_task(request: Request) -> Response:
     ctx = app_context(request)
 
     def work(reader: DirectReader) -> Response:
-        poll = hot.token_and_task(reader, token_hash, zone_id, task_id)
+        poll = read_before(request.scope, token_hash, zone_id, task_id)
+        if poll is None:
+            poll = hot.token_and_task(reader, token_hash, zone_id, task_id)
         principal = principal_from(request, poll.token)
         if redirect is None:
             raise errors.BadRequest(
