@@ -400,7 +400,8 @@ def test_an_announced_claim_writes_its_running_event_in_the_same_step(db: Databa
         assert task_store.list_events(conn, second["id"], 0, 10)[0]["message"] == "claimed by w2"
         # Every column of the claimed row is the task's own (the statement matches its columns by position).
         stored = task_store.task_by_id(conn, first["id"])
-    assert {k: v for k, v in released.items() if not k.startswith("previous_")} == stored
+    assert {k: v for k, v in released.items() if not k.startswith("previous_") and k != "install"} == stored
+    assert released["install"] is None  # these tasks have no install row
     # Seq 1 was the pending event; each claim reserved the next number for its running event.
     assert [(e["seq"], e["kind"], e["status"], e["created_at_ms"]) for e in events] == [
         (1, "status", "pending", first["created_at_ms"]),
@@ -1016,3 +1017,24 @@ def test_a_claim_that_finds_nothing_tells_when_the_next_task_is_due(db: Database
     with db.write_statement() as conn:
         assert task_store.claim_or_next_due(conn, "w3", now=450, lease_ms=10) == (None, 500)
         assert task_store.next_due_ms(conn) == 500
+
+
+def test_a_claim_brings_its_tasks_install_as_the_install_read_gives_it(db: Database) -> None:
+    zone_id = zone(db)
+    # (Write-only inputs need a secret key, which the store suite has not: the API suites install with them.)
+    install = {**install_row(zone_id), "inputs": {"team": "a"}}
+    orphan = task_row(zone_id, new_id("ins"), run_after=1)  # its install is gone (or never was)
+    task = task_row(zone_id, install["id"])
+    with db.write() as conn:
+        install_store.insert_install(conn, install)
+        task_store.insert_task(conn, task)
+        task_store.insert_task(conn, orphan)
+    with db.read() as conn:
+        expected = install_store.install_by_id(conn, install["id"])
+    assert expected is not None and expected["inputs"] == {"team": "a"}
+    with db.write_statement() as conn:
+        claimed, _ = task_store.claim_or_next_due(conn, "w1", now=10, lease_ms=100)
+    assert claimed is not None and claimed["id"] == task["id"] and claimed["install"] == expected
+    with db.write() as conn:
+        following = task_store.claim_announced_later(conn, "w1", now=10, lease_ms=100).get()
+    assert following is not None and following["id"] == orphan["id"] and following["install"] is None

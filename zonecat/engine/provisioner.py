@@ -81,10 +81,12 @@ class TaskRun:
         lease_ms: int,
         should_stop: Callable[[], bool],
         claim_next: Callable[[sa.Connection], Answer[Row | None]] | None = None,
+        install: Row | None = None,
     ) -> None:
         """``claim_next``, when given, claims the worker's next task inside the transaction that ends this one
         (one write transaction fewer per task while tasks are waiting); the claimed task is ``next_task`` once that
-        transaction has committed."""
+        transaction has committed. ``install``: the task's install as its claim read it (``tasks.claim_announced``),
+        or None to read it here."""
         self.db = db
         self.task = task
         self.task_id: str = task["id"]
@@ -96,6 +98,7 @@ class TaskRun:
         self.claim_next = claim_next
         self.next_task: Row | None = None
         self._claimed: Row | None = None  # by the ending transaction, until it commits
+        self._install = install
 
     # -- transactions --------------------------------------------------------------------------------------
 
@@ -138,9 +141,16 @@ class TaskRun:
     # -- create --------------------------------------------------------------------------------------------
 
     def _load(self) -> tuple[Row, Manifest]:
-        # One statement (the install), and a version only on a cache miss: versions never change once released.
+        # The install as the claim read it (what a create task uses of it, its version and inputs, never changes),
+        # else one statement; and a version only on a cache miss: versions never change once released.
+        install = self._install
+        if install is not None:
+            cached = RELEASED.get(install["version_id"])
+            if cached is not None:
+                return install, cached
         with self.db.read_statement() as conn:
-            install = install_store.install_by_id(conn, self.install_id)
+            if install is None:
+                install = install_store.install_by_id(conn, self.install_id)
             if install is None:
                 raise errors.NotFound(f"install {self.install_id} vanished")
             cached = RELEASED.get(install["version_id"])

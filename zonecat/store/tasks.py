@@ -14,9 +14,10 @@ from sqlalchemy.dialects import postgresql
 
 from zonecat.domain import workers
 from zonecat.domain.paging import PageRequest
+from zonecat.store import installs as install_store
 from zonecat.store.paging import Page, fetch_page
 from zonecat.store.prepared import Answer, Prepared
-from zonecat.store.schema import LEASED, PENDING, UNFINISHED, insert_row, task_events, tasks
+from zonecat.store.schema import LEASED, PENDING, UNFINISHED, insert_row, installs, task_events, tasks
 
 Row = dict[str, Any]
 
@@ -175,7 +176,8 @@ def claim(conn: sa.Connection, worker_id: str, now: int, lease_ms: int, reserve_
 
 
 def claim_announced(conn: sa.Connection, worker_id: str, now: int, lease_ms: int) -> Row | None:
-    """``claim`` plus the task's "running" event (``workers.claim_message``), atomically.
+    """``claim`` plus the task's "running" event (``workers.claim_message``), atomically; and the task's install
+    (``installs.install_by_id``, None if it is gone) under the key ``"install"``.
 
     On PostgreSQL both are one statement (``_CLAIM_ANNOUNCED``), so a caller on an autocommit connection
     (``Database.write_statement``) claims in one round trip: an idle worker woken for a task another worker took
@@ -207,6 +209,7 @@ def claim_announced_later(conn: sa.Connection, worker_id: str, now: int, lease_m
             worker_id, task["previous_status"], task["previous_owner"], task["previous_released"], task["attempts"]
         )
         insert_event(conn, task["id"], task["event_seq"], now, "status", status="running", message=message)
+        task["install"] = install_store.install_by_id(conn, task["install_id"])
     return Answer.known(task)
 
 
@@ -222,10 +225,17 @@ def _claim_announced_params(worker_id: str, now: int, lease_ms: int) -> Row:
     }
 
 
+_INSTALL = "install__"  # the prefix of the claimed task's install columns in ``_CLAIM_ANNOUNCED``'s row
+
+
 def _announced(row: Row | None) -> Row | None:
+    """The claimed task of a ``_CLAIM_ANNOUNCED`` row, with its install (``installs.install_by_id``'s row) under
+    ``"install"``, or None if nothing was claimed."""
     if row is None or row["id"] is None:
         return None
     del row["next_pending_ms"], row["next_lease_end_ms"]
+    install = {name: row.pop(f"{_INSTALL}{name}") for name in installs.c.keys()}
+    row["install"] = install if install["id"] is not None else None
     lease = row.pop("previous_lease")
     # 0: the previous owner gave the task back (graceful stop); else its lease ran out (it died).
     row["previous_released"] = row["previous_status"] == "running" and lease == 0
@@ -297,13 +307,16 @@ def _claim_announced() -> sa.Select[Any]:
     # claimed, so a woken worker that finds nothing pays one round trip, not a claim and then a read.
     nothing_claimed = taken.c.id.is_(None)
     one_row = sa.select(sa.literal(1).label("one")).subquery("one_row")
+    # The claimed task's install too (read by every create task's first step): one round trip fewer per task.
+    claimed_install = [column.label(f"{_INSTALL}{column.name}") for column in installs.c]
     return (
         sa.select(
             taken,
+            *claimed_install,
             sa.case((nothing_claimed, _FIRST_PENDING), else_=None).label("next_pending_ms"),
             sa.case((nothing_claimed, _FIRST_LEASE_END), else_=None).label("next_lease_end_ms"),
         )
-        .select_from(one_row.outerjoin(taken, sa.true()))
+        .select_from(one_row.outerjoin(taken, sa.true()).outerjoin(installs, installs.c.id == taken.c.install_id))
         .add_cte(announced)
     )
 

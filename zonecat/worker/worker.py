@@ -113,13 +113,14 @@ class Worker:
 
     def _run_claimed(self, task: dict[str, Any]) -> dict[str, Any] | None:
         """Run a claimed task; the next task its ending transaction claimed, if any."""
+        install = task.pop("install", None)
         resumed = task.pop("previous_status") == "running"
         del task["previous_owner"], task["previous_released"]
         log.info(
             "task running",
             extra={"task_id": task["id"], "operation": task["operation"], "resumed": resumed, "zone": task["zone_id"]},
         )
-        following = self._run_with_heartbeat(task)
+        following = self._run_with_heartbeat(task, install)
         self.tasks_run += 1
         return following
 
@@ -147,7 +148,7 @@ class Worker:
             except sa.exc.SQLAlchemyError:
                 continue
 
-    def _run_with_heartbeat(self, task: dict[str, Any]) -> dict[str, Any] | None:
+    def _run_with_heartbeat(self, task: dict[str, Any], install: dict[str, Any] | None) -> dict[str, Any] | None:
         self._ensure_heartbeat()
         task_id = task["id"]
         self._lost_task = None
@@ -159,6 +160,7 @@ class Worker:
             self.lease_ms,
             lambda: self._stop.is_set() or self._lost_task == task_id,
             claim_next=self._claim_next,
+            install=install,
         )
         try:
             run.run()
