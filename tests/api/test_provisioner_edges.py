@@ -8,11 +8,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.api.conftest import Api
-from tests.api.helpers import create_package, delete_and_wait, pause_worker, run_due_tasks, start_install
+from tests.api.helpers import (
+    CALENDAR,
+    CREDS,
+    create_package,
+    delete_and_wait,
+    pause_worker,
+    run_due_tasks,
+    start_delete,
+    start_install,
+)
 from zonecat.store import tasks as task_store
 from zonecat.store.prepared import Answer
+from zonecat.store.schema import installs
 from zonecat.worker.worker import Worker
 
 
@@ -162,3 +173,30 @@ def test_a_task_ends_in_the_transaction_that_claims_the_next_due_one(api: Api, m
         assert stopping._claim_next(conn).get() is None
     assert api.get(f"/zones/{zone}/catalog_tasks/{waiting}?redirect=false").json()["status"] == "pending"
     assert run_due_tasks(api) == 1
+
+
+def test_write_only_inputs_no_key_can_open_fail_their_task_alone(api: Api) -> None:
+    # The claim brings a create task's install with its write-only inputs sealed; the task opens them. A value the
+    # key cannot open fails that task, not the claim: the queue behind it, and the task before it, go on.
+    pause_worker(api)
+    first, broken, last = api.new_zone(), api.new_zone(), api.new_zone()
+    tasks = [start_install(api, zone, CALENDAR, CREDS).json() for zone in (first, broken, last)]
+    with api.db.write() as conn:
+        conn.execute(
+            installs.update()
+            .where(installs.c.id == tasks[1]["install_id"])
+            .values(secret_inputs=sa.type_coerce({"enc": "zcs1.not-a-token"}, sa.JSON))
+        )
+    assert run_due_tasks(api) == 3  # one worker call: each task's end claimed the next
+    zones = (first, broken, last)
+    ended = [api.wait_task(zone, task["id"]) for zone, task in zip(zones, tasks, strict=True)]
+    assert [task["status"] for task in ended] == ["completed", "failed", "completed"]
+    assert "internal error" in ended[1]["error_message"]
+    # Reads never open write-only inputs (the API never returns them): the broken install is read, listed and
+    # deleted like any other.
+    views = [api.get(f"/zones/{zone}/installs/{task['install_id']}") for zone, task in zip(zones, tasks, strict=True)]
+    assert [view.json()["status"] for view in views] == ["active", "failed", "active"]
+    assert [item["status"] for item in api.get(f"/zones/{broken}/installs").json()["items"]] == ["failed"]
+    removal = start_delete(api, broken, tasks[1]["install_id"]).json()
+    assert run_due_tasks(api) == 1
+    assert api.wait_task(broken, removal["id"])["status"] == "completed"

@@ -20,7 +20,8 @@ from zonecat.store import packages as package_store
 from zonecat.store import tasks as task_store
 from zonecat.store import zones as zone_store
 from zonecat.store.database import HEAD_REVISION, PING_AFTER_IDLE_SECONDS, Database
-from zonecat.store.schema import tasks
+from zonecat.store.schema import installs, tasks
+from zonecat.store.secrets import SecretError
 
 ORG = "default"
 
@@ -1019,22 +1020,36 @@ def test_a_claim_that_finds_nothing_tells_when_the_next_task_is_due(db: Database
         assert task_store.next_due_ms(conn) == 500
 
 
-def test_a_claim_brings_its_tasks_install_as_the_install_read_gives_it(db: Database) -> None:
+def test_a_claim_brings_a_create_tasks_install_with_its_write_only_inputs_sealed(db: Database) -> None:
     zone_id = zone(db)
-    # (Write-only inputs need a secret key, which the store suite has not: the API suites install with them.)
     install = {**install_row(zone_id), "inputs": {"team": "a"}}
     orphan = task_row(zone_id, new_id("ins"), run_after=1)  # its install is gone (or never was)
     task = task_row(zone_id, install["id"])
+    removed = install_row(zone_id, status="deleting")  # one unfinished task per install: another install's delete
+    deleting = {**task_row(zone_id, removed["id"], run_after=2), "operation": "delete"}
+    sealed = {"enc": "zcs1.not-a-token"}  # as stored; opening it needs the key (the store suite has none)
     with db.write() as conn:
         install_store.insert_install(conn, install)
-        task_store.insert_task(conn, task)
-        task_store.insert_task(conn, orphan)
+        install_store.insert_install(conn, removed)
+        conn.execute(
+            installs.update()
+            .where(installs.c.id == install["id"])
+            .values(secret_inputs=sa.type_coerce(sealed, sa.JSON))
+        )
+        for row in (task, orphan, deleting):
+            task_store.insert_task(conn, row)
     with db.read() as conn:
-        expected = install_store.install_by_id(conn, install["id"])
-    assert expected is not None and expected["inputs"] == {"team": "a"}
+        with pytest.raises(SecretError):  # reading it whole opens the secrets
+            install_store.install_by_id(conn, install["id"])
     with db.write_statement() as conn:
         claimed, _ = task_store.claim_or_next_due(conn, "w1", now=10, lease_ms=100)
-    assert claimed is not None and claimed["id"] == task["id"] and claimed["install"] == expected
+    assert claimed is not None and claimed["id"] == task["id"]
+    assert claimed["install"] == {**install, "secret_inputs": sealed}
+    with pytest.raises(SecretError):  # opened by the task that uses them, where a failure is that task's alone
+        install_store.unseal_secret_inputs(db.engine.dialect, claimed["install"]["secret_inputs"])
+    assert install_store.unseal_secret_inputs(db.engine.dialect, {}) == {}
     with db.write() as conn:
         following = task_store.claim_announced_later(conn, "w1", now=10, lease_ms=100).get()
-    assert following is not None and following["id"] == orphan["id"] and following["install"] is None
+        assert following is not None and following["id"] == orphan["id"] and following["install"] is None
+        last = task_store.claim_announced_later(conn, "w1", now=10, lease_ms=100).get()
+        assert last is not None and last["id"] == deleting["id"] and last["install"] is None  # a delete needs none

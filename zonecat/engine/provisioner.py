@@ -85,8 +85,8 @@ class TaskRun:
     ) -> None:
         """``claim_next``, when given, claims the worker's next task inside the transaction that ends this one
         (one write transaction fewer per task while tasks are waiting); the claimed task is ``next_task`` once that
-        transaction has committed. ``install``: the task's install as its claim read it (``tasks.claim_announced``),
-        or None to read it here."""
+        transaction has committed. ``install``: the task's install as its claim read it, write-only inputs sealed
+        (``tasks.claim_announced``), or None to read it here."""
         self.db = db
         self.task = task
         self.task_id: str = task["id"]
@@ -142,9 +142,12 @@ class TaskRun:
 
     def _load(self) -> tuple[Row, Manifest]:
         # The install as the claim read it (what a create task uses of it, its version and inputs, never changes),
-        # else one statement; and a version only on a cache miss: versions never change once released.
+        # its write-only inputs opened here; else one statement; and a version only on a cache miss: versions never
+        # change once released.
         install = self._install
         if install is not None:
+            opened = install_store.unseal_secret_inputs(self.db.engine.dialect, install["secret_inputs"])
+            install = {**install, "secret_inputs": opened}
             cached = RELEASED.get(install["version_id"])
             if cached is not None:
                 return install, cached

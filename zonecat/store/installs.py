@@ -20,12 +20,22 @@ def insert_install(conn: sa.Connection, row: Row) -> None:
     insert_row(conn, installs, row)
 
 
-_BY_ID_STATEMENT = sa.select(installs).where(installs.c.id == sa.bindparam("install_id"))
-_BY_ID = Prepared(_BY_ID_STATEMENT)
-_IN_ZONE = Prepared(_BY_ID_STATEMENT.where(installs.c.zone_id == sa.bindparam("zone_id")))
+# An install with its write-only inputs still sealed (read as the JSON they are stored as): what every read but the
+# create task's own gives. They are opened only by the task that uses them (``unseal_secret_inputs``), where a key
+# that cannot open them fails that one task. Opened by a claim they would fail the claim, and the queue behind it;
+# opened by the API's reads (which never return them), the install could not even be read, listed or deleted.
+SEALED_COLUMNS: tuple[sa.ColumnElement[Any], ...] = tuple(
+    sa.type_coerce(column, sa.JSON).label(column.name) if column.name == "secret_inputs" else column
+    for column in installs.c
+)
+_BY_ID = Prepared(sa.select(installs).where(installs.c.id == sa.bindparam("install_id")))
+_SEALED_BY_ID_STATEMENT = sa.select(*SEALED_COLUMNS).where(installs.c.id == sa.bindparam("install_id"))
+_SEALED_BY_ID = Prepared(_SEALED_BY_ID_STATEMENT)
+_IN_ZONE = Prepared(_SEALED_BY_ID_STATEMENT.where(installs.c.zone_id == sa.bindparam("zone_id")))
 
 
 def get_install(conn: sa.Connection, zone_id: str, install_id: str) -> Row | None:
+    """The zone's install, write-only inputs sealed (see ``SEALED_COLUMNS``)."""
     return get_install_later(conn, zone_id, install_id).get()
 
 
@@ -38,11 +48,25 @@ def install_by_id(conn: sa.Connection, install_id: str) -> Row | None:
     return _BY_ID.first(conn, {"install_id": install_id})
 
 
+def sealed_install_by_id(conn: sa.Connection, install_id: str) -> Row | None:
+    """``install_by_id`` with its ``secret_inputs`` as stored (``SEALED_COLUMNS``)."""
+    return _SEALED_BY_ID.first(conn, {"install_id": install_id})
+
+
+def unseal_secret_inputs(dialect: sa.Dialect, stored: Any) -> Any:
+    """The write-only inputs of an install read sealed, as ``install_by_id`` gives them (raises the secret box's
+    errors: a missing or different key, an unreadable value)."""
+    column_type = installs.c.secret_inputs.type
+    assert isinstance(column_type, sa.types.TypeDecorator)
+    return column_type.process_result_value(stored, dialect)
+
+
 def list_installs(conn: sa.Connection, zone_id: str, request: PageRequest, status: str | None = None) -> Page:
+    """A page of the zone's installs, write-only inputs sealed (see ``SEALED_COLUMNS``)."""
     where = [installs.c.zone_id == zone_id]
     if status is not None:
         where.append(installs.c.status == status)
-    return fetch_page(conn, installs, where, request)
+    return fetch_page(conn, installs, where, request, SEALED_COLUMNS)
 
 
 def move_install(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +19,16 @@ class Page:
     total_count: int | None
 
 
-def fetch_page(conn: sa.Connection, table: sa.Table, where: list[sa.ColumnElement[bool]], request: PageRequest) -> Page:
-    """One page of ``table`` rows matching ``where``, newest first, with cursors both ways."""
+def fetch_page(
+    conn: sa.Connection,
+    table: sa.Table,
+    where: list[sa.ColumnElement[bool]],
+    request: PageRequest,
+    columns: Sequence[sa.ColumnElement[Any]] | None = None,
+) -> Page:
+    """One page of ``table`` rows matching ``where``, newest first, with cursors both ways; ``columns`` (every one of
+    ``table``'s, by default) is what each row holds."""
+    selected = tuple(columns) if columns is not None else tuple(table.c)
     id_col = table.c.id
     limit = request.limit
 
@@ -34,7 +43,7 @@ def fetch_page(conn: sa.Connection, table: sa.Table, where: list[sa.ColumnElemen
     if request.before is not None:
         cursor = request.before
         bound = id_col >= cursor.boundary_id if cursor.inclusive else id_col > cursor.boundary_id
-        query = sa.select(table).where(*where, bound).order_by(id_col.asc()).limit(limit + 1)
+        query = sa.select(*selected).where(*where, bound).order_by(id_col.asc()).limit(limit + 1)
         rows = [dict(r._mapping) for r in conn.execute(query)]
         more_newer = len(rows) > limit
         rows = list(reversed(rows[:limit]))
@@ -45,7 +54,7 @@ def fetch_page(conn: sa.Connection, table: sa.Table, where: list[sa.ColumnElemen
             before = None
             after = Cursor(cursor.boundary_id, True).encode() if older_than(cursor.boundary_id, True) else None
     else:
-        query = sa.select(table).where(*where)
+        query = sa.select(*selected).where(*where)
         start = request.after
         if start is not None:
             bound = id_col <= start.boundary_id if start.inclusive else id_col < start.boundary_id

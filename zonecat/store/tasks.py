@@ -176,8 +176,9 @@ def claim(conn: sa.Connection, worker_id: str, now: int, lease_ms: int, reserve_
 
 
 def claim_announced(conn: sa.Connection, worker_id: str, now: int, lease_ms: int) -> Row | None:
-    """``claim`` plus the task's "running" event (``workers.claim_message``), atomically; and the task's install
-    (``installs.install_by_id``, None if it is gone) under the key ``"install"``.
+    """``claim`` plus the task's "running" event (``workers.claim_message``), atomically; and, for a create task, its
+    install with the write-only inputs sealed (``installs.sealed_install_by_id``; None if it is gone, or for a
+    delete task) under the key ``"install"``.
 
     On PostgreSQL both are one statement (``_CLAIM_ANNOUNCED``), so a caller on an autocommit connection
     (``Database.write_statement``) claims in one round trip: an idle worker woken for a task another worker took
@@ -209,7 +210,8 @@ def claim_announced_later(conn: sa.Connection, worker_id: str, now: int, lease_m
             worker_id, task["previous_status"], task["previous_owner"], task["previous_released"], task["attempts"]
         )
         insert_event(conn, task["id"], task["event_seq"], now, "status", status="running", message=message)
-        task["install"] = install_store.install_by_id(conn, task["install_id"])
+        create = task["operation"] == "create"
+        task["install"] = install_store.sealed_install_by_id(conn, task["install_id"]) if create else None
     return Answer.known(task)
 
 
@@ -229,7 +231,7 @@ _INSTALL = "install__"  # the prefix of the claimed task's install columns in ``
 
 
 def _announced(row: Row | None) -> Row | None:
-    """The claimed task of a ``_CLAIM_ANNOUNCED`` row, with its install (``installs.install_by_id``'s row) under
+    """The claimed task of a ``_CLAIM_ANNOUNCED`` row, with its install (see ``claim_announced``) under
     ``"install"``, or None if nothing was claimed."""
     if row is None or row["id"] is None:
         return None
@@ -307,8 +309,10 @@ def _claim_announced() -> sa.Select[Any]:
     # claimed, so a woken worker that finds nothing pays one round trip, not a claim and then a read.
     nothing_claimed = taken.c.id.is_(None)
     one_row = sa.select(sa.literal(1).label("one")).subquery("one_row")
-    # The claimed task's install too (read by every create task's first step): one round trip fewer per task.
-    claimed_install = [column.label(f"{_INSTALL}{column.name}") for column in installs.c]
+    # A create task's install too (read by its first step): one round trip fewer per task. Its write-only inputs
+    # stay sealed (``installs.SEALED_COLUMNS``): the task opens them.
+    claimed_install = [column.label(f"{_INSTALL}{column.name}") for column in install_store.SEALED_COLUMNS]
+    its_install = sa.and_(installs.c.id == taken.c.install_id, taken.c.operation == "create")
     return (
         sa.select(
             taken,
@@ -316,7 +320,7 @@ def _claim_announced() -> sa.Select[Any]:
             sa.case((nothing_claimed, _FIRST_PENDING), else_=None).label("next_pending_ms"),
             sa.case((nothing_claimed, _FIRST_LEASE_END), else_=None).label("next_lease_end_ms"),
         )
-        .select_from(one_row.outerjoin(taken, sa.true()).outerjoin(installs, installs.c.id == taken.c.install_id))
+        .select_from(one_row.outerjoin(taken, sa.true()).outerjoin(installs, its_install))
         .add_cte(announced)
     )
 
