@@ -142,29 +142,24 @@ class TaskRun:
 
     def _load(self) -> tuple[Row, Manifest]:
         # The install as the claim read it (what a create task uses of it, its version and inputs, never changes),
-        # its write-only inputs opened here; else one statement; and a version only on a cache miss: versions never
-        # change once released.
+        # else one statement; its version's manifest only on a cache miss (versions never change once released).
+        # Either way the write-only inputs come sealed, and are opened here, by the one task that uses them.
         install = self._install
-        if install is not None:
-            opened = install_store.unseal_secret_inputs(self.db.engine.dialect, install["secret_inputs"])
-            install = {**install, "secret_inputs": opened}
-            cached = RELEASED.get(install["version_id"])
-            if cached is not None:
-                return install, cached
-        with self.db.read_statement() as conn:
-            if install is None:
-                install = install_store.install_by_id(conn, self.install_id)
+        if install is None:
+            with self.db.read_statement() as conn:
+                install = install_store.sealed_install_by_id(conn, self.install_id)
             if install is None:
                 raise errors.NotFound(f"install {self.install_id} vanished")
-            cached = RELEASED.get(install["version_id"])
-            if cached is not None:
-                return install, cached
-            version = package_store.find_version(conn, install["package_id"], install["version_id"])
-        if version is None:
-            raise errors.NotFound(f"package version {install['version_id']} vanished")
-        manifest = Manifest.from_raw(version["manifest"])
-        RELEASED.put(install["version_id"], manifest)
-        return install, manifest
+        manifest = RELEASED.get(install["version_id"])
+        if manifest is None:
+            with self.db.read_statement() as conn:
+                version = package_store.find_version(conn, install["package_id"], install["version_id"])
+            if version is None:
+                raise errors.NotFound(f"package version {install['version_id']} vanished")
+            manifest = Manifest.from_raw(version["manifest"])
+            RELEASED.put(install["version_id"], manifest)
+        opened = install_store.unseal_secret_inputs(self.db.engine.dialect, install["secret_inputs"])
+        return {**install, "secret_inputs": opened}, manifest
 
     def _create(self) -> None:
         install, manifest = self._load()
