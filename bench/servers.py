@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,6 +69,7 @@ class ZonecatServer:
     """A `zonecat serve` on SQLite (the API plus the worker it runs itself) or, with ``database_url``,
     `serve --no-worker` plus ``workers`` `zonecat worker` processes on that database.
 
+    ``serve_args`` are more options of `zonecat serve` on SQLite (``--in-process-worker``: one process).
     ``data_dir`` reuses an existing data directory (kept on close); without it a temporary one is made and removed.
     """
 
@@ -78,6 +79,7 @@ class ZonecatServer:
         workers: int = 0,
         data_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
+        serve_args: Sequence[str] = (),
     ) -> None:
         self.owns_data_dir = data_dir is None
         self.database_url = database_url
@@ -109,7 +111,9 @@ class ZonecatServer:
                     for _ in range(workers)
                 ]
             else:
-                self.process = subprocess.Popen([ZONECAT, "serve"], env=environment, stdout=log, stderr=log)
+                self.process = subprocess.Popen(
+                    [ZONECAT, "serve", *serve_args], env=environment, stdout=log, stderr=log
+                )
         try:
             wait_healthy(self.url + "/healthz", self.process, "zonecat serve", self.log)
         except BaseException:
