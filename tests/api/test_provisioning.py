@@ -216,6 +216,44 @@ def test_steps_after_an_adopted_entity_are_bound_to_the_entity_adopted(api: Api)
     assert _links(task) == {"first": "adopted", "second": "created"}
     install = api.get(f"/zones/{zone}/installs/{task['install_id']}").json()
     assert install["outputs"] == {"first": first_id}
-    second = next(e for e in _entities(api, zone, "?type=secret") if e["identifier"] == "second")
+    secrets = _entities(api, zone, "?type=secret")
+    assert sorted(e["identifier"] for e in secrets) == ["first", "second"]  # nothing planned is left behind
+    second = next(e for e in secrets if e["identifier"] == "second")
     assert second["attributes"]["name"] == "after Ours"
     assert second["attributes"]["metadata"] == {"docs_url": first_id}
+
+
+def test_a_step_in_the_middle_of_a_batch_that_adopts_leaves_the_batch_as_if_run_step_by_step(api: Api) -> None:
+    """On PostgreSQL a batch's inserts are sent together, each as if it created its entity. When one in the middle
+    adopts instead, the steps sent after it are withdrawn and made again from the adopted entity: the install ends
+    with one entity per local name, each step's events in order, and nothing the voided plans made."""
+    zone = api.new_zone()
+    ours = api.post(f"/zones/{zone}/secrets", json={"identifier": "middle", "name": "Ours", "data": {"type": "token"}})
+    assert ours.status_code == 201, ours.text
+    middle_id = ours.json()["id"]
+    manifest = {
+        "kind": "custom",
+        "name": "adoption mid-batch",
+        "entities": {
+            "a": {"type": "secret", "bindings": '{"identifier": "a", "name": "A"}'},
+            "b": {"type": "secret", "bindings": '{"identifier": "middle", "name": "Planned"}'},
+            "c": {"type": "secret", "bindings": '{"identifier": "c", "name": "C"}'},
+            "d": {
+                "type": "secret",
+                "bindings": '{"identifier": "d", "name": "after " + entities.b.outputs.name,'
+                ' "metadata": {"docs_url": entities.b.outputs.id}}',
+            },
+        },
+    }
+    package = create_package(api, zone, manifest)
+    task = api.install(zone, package["id"])
+    assert task["status"] == "completed", task
+    assert _links(task) == {"a": "created", "b": "adopted", "c": "created", "d": "created"}
+    secrets = {e["identifier"]: e for e in _entities(api, zone, "?type=secret")}
+    assert sorted(secrets) == ["a", "c", "d", "middle"]
+    assert secrets["middle"]["id"] == middle_id
+    assert secrets["d"]["attributes"]["metadata"] == {"docs_url": middle_id}
+    events = api.get(f"/zones/{zone}/catalog_tasks/{task['id']}/events").json()["items"]
+    steps = [(e["kind"], e["local_name"]) for e in events if e["kind"] in ("step_started", "step_done")]
+    assert steps == [(kind, name) for name in "abcd" for kind in ("step_started", "step_done")]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))

@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
-from zonecat.store.prepared import Prepared
+from zonecat.store.prepared import Answer, Prepared
 from zonecat.store.schema import entities, entity_uses, insert_row, installs
 
 Row = dict[str, Any]
@@ -72,17 +72,32 @@ def insert_entity_with_use(conn: sa.Connection, row: Row, use: Row) -> bool:
 
     On PostgreSQL this is one statement, the use inserted from the entity insert's RETURNING: one round trip per
     created entity fewer. On SQLite, where a statement costs no round trip, it is the two statements."""
+    return insert_entity_with_use_later(conn, row, use).get()
+
+
+def insert_entity_with_use_later(conn: sa.Connection, row: Row, use: Row) -> Answer[bool]:
+    """``insert_entity_with_use``, whose answer is read when asked for: inside ``prepared.answered_together`` on
+    PostgreSQL the inserts of several entities go to the server in one round trip."""
     if set(use) != set(_USE_COLUMNS):
         raise TypeError(f"a use needs exactly the columns {sorted(_USE_COLUMNS)}, got {sorted(use)}")
     if conn.dialect.name != "postgresql":
         if not insert_entity_if_absent(conn, row):
-            return False
+            return Answer.known(False)
         insert_use(conn, {**use, "entity_id": row["id"], "role": "created"})
-        return True
+        return Answer.known(True)
     if set(row) != set(entities.c.keys()):
         raise TypeError(f"an entity needs every column of entities, got {sorted(row)}")
     params = {**row, **{f"use_{name}": value for name, value in use.items()}}
-    return _INSERT_WITH_USE.first(conn, params) is not None
+    return _INSERT_WITH_USE.first_later(conn, params).then(lambda found: found is not None)
+
+
+def withdraw_created(conn: sa.Connection, install_id: str, created: list[tuple[str, str]]) -> None:
+    """Delete entities this transaction created for the install, with the install's uses of them (``created``:
+    (local name, entity id) pairs): the undo of ``insert_entity_with_use`` for steps sent ahead of an answer that
+    voided their plans. Nobody else can have seen or used them: they were never committed."""
+    for local_name, entity_id in created:
+        _DELETE_USE.run(conn, {"install_id": install_id, "local_name": local_name})
+        _DELETE_ENTITY.run(conn, {"entity_id": entity_id})
 
 
 # The statements every delete step runs, built once (building one cost more than running it on SQLite).
