@@ -66,6 +66,10 @@ class Interrupted(Exception):
     """The worker is shutting down: the task stops between steps and is resumed later."""
 
 
+class _PlanVoided(Exception):
+    """A batch written as planned found an entity already there: its transaction is rolled back."""
+
+
 def describe_problems(problems: list[Problem]) -> str:
     return "; ".join(f"{p.field}: {p.message}" for p in problems)
 
@@ -184,6 +188,7 @@ class TaskRun:
         index = 0
         planned: list[Row] = []  # rows evaluated ahead of their transaction, for todo[index:]
         outputs: Row | None = None  # evaluated with the plan that reached the last step, while that plan holds
+        as_sent = not self.db.is_sqlite  # the next batch is first tried in one round trip (see _batch_as_planned)
         while index < len(todo):
             self._checkpoint()
             if not planned:
@@ -193,6 +198,20 @@ class TaskRun:
                     name = todo[index][1]
                     self.fail_and_roll_back(name, manifest.entities[name].type, failure.message)
                     return
+            if as_sent:
+                try:
+                    with self.db.write() as conn:
+                        ended = self._batch_as_planned(conn, manifest, todo, index, planned, outputs)
+                except _PlanVoided:
+                    as_sent = False  # rolled back: this batch again, step by step
+                    continue
+                index += len(planned)
+                planned = []
+                if ended:
+                    self._finished("completed")
+                    return
+                continue
+            as_sent = not self.db.is_sqlite
             with self.db.write() as conn:
                 written, events, as_planned = self._create_batch(conn, manifest, todo, index, planned, resolved)
                 index += written
@@ -280,6 +299,44 @@ class TaskRun:
             if time.monotonic() > deadline:
                 return written, events, True
         return len(planned), events, True
+
+    def _batch_as_planned(
+        self,
+        conn: sa.Connection,
+        manifest: Manifest,
+        todo: list[tuple[int, str]],
+        index: int,
+        planned: list[Row],
+        outputs: Row | None,
+    ) -> bool:
+        """PostgreSQL: write a whole plan's steps as if each created its entity, which they usually do, together with
+        their journal or, when the plan reaches the last step with its outputs, the task's end (and the claim of the
+        worker's next task): one round trip, then the COMMIT. True when the task ended.
+
+        Raises ``_PlanVoided`` when a step found its natural key taken: everything sent is then rolled back with the
+        transaction (the claim included), and the caller writes the batch again step by step (``_create_batch``)."""
+        now = now_ms()
+        count = len(planned)
+        ends = index + count == len(todo) and outputs is not None
+        uses = [self._use_row(name, position, now) for position, name in todo[index : index + count]]
+        events = self._first_intent(manifest, todo, index)
+        for offset, row in enumerate(planned):
+            name = todo[index + offset][1]
+            events += self._step_events(name, row, "created", *self._following(manifest, todo, index + offset))
+        with answered_together(conn):
+            answers = [
+                entity_store.insert_entity_with_use_later(conn, row, use)
+                for row, use in zip(planned, uses, strict=True)
+            ]
+            # Both read their own answers, which sends the inserts with them.
+            if ends:
+                self._finish_in(conn, now, "completed", "active", ("pending",), events=events, outputs=outputs)
+            else:
+                self._journal(conn, now, *events)
+        if not all(answer.get() for answer in answers):
+            self._claimed = None  # rolled back with the rest
+            raise _PlanVoided()
+        return ends
 
     def _create_batch_sent_together(
         self,
