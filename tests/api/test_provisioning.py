@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+import pytest
 
 from tests.api.conftest import Api
 from tests.api.helpers import (
@@ -13,8 +16,11 @@ from tests.api.helpers import (
     assert_error,
     create_package,
     delete_and_wait,
+    pause_worker,
     provider_resource_manifest,
+    start_install,
 )
+from zonecat.worker.worker import Worker
 
 
 def _entities(api: Api, zone: str, query: str = "") -> list[dict[str, Any]]:
@@ -224,9 +230,10 @@ def test_steps_after_an_adopted_entity_are_bound_to_the_entity_adopted(api: Api)
 
 
 def test_a_step_in_the_middle_of_a_batch_that_adopts_leaves_the_batch_as_if_run_step_by_step(api: Api) -> None:
-    """On PostgreSQL a batch's inserts are sent together, each as if it created its entity. When one in the middle
-    adopts instead, the steps sent after it are withdrawn and made again from the adopted entity: the install ends
-    with one entity per local name, each step's events in order, and nothing the voided plans made."""
+    """On PostgreSQL a batch's inserts are sent together with its end, each as if it created its entity. When one in
+    the middle adopts instead, all of it is rolled back and written again step by step, the steps after the adopted
+    one evaluated from it: the install ends with one entity per local name, each step's events in order, and nothing
+    the voided plans made."""
     zone = api.new_zone()
     ours = api.post(f"/zones/{zone}/secrets", json={"identifier": "middle", "name": "Ours", "data": {"type": "token"}})
     assert ours.status_code == 201, ours.text
@@ -257,3 +264,83 @@ def test_a_step_in_the_middle_of_a_batch_that_adopts_leaves_the_batch_as_if_run_
     steps = [(e["kind"], e["local_name"]) for e in events if e["kind"] in ("step_started", "step_done")]
     assert steps == [(kind, name) for name in "abcd" for kind in ("step_started", "step_done")]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def test_outputs_name_the_entity_the_last_step_adopted(api: Api) -> None:
+    """The outputs are evaluated with the plan, as if every step creates its entity: when the last step adopts
+    one instead, they must be evaluated again and name the adopted entity (a review found them naming the planned
+    entity, never created, on PostgreSQL)."""
+    zone = api.new_zone()
+    ours = api.post(f"/zones/{zone}/secrets", json={"identifier": "last", "name": "Ours", "data": {"type": "token"}})
+    assert ours.status_code == 201, ours.text
+    manifest = {
+        "kind": "custom",
+        "name": "last adopted",
+        "entities": {
+            "a": {"type": "secret", "bindings": '{"identifier": "a", "name": "A"}'},
+            "z": {"type": "secret", "bindings": '{"identifier": "last", "name": "after " + entities.a.outputs.name}'},
+        },
+        "outputs": {
+            "schema": {"type": "object", "properties": {"last": {"type": "string"}, "name": {"type": "string"}}},
+            "bindings": '{"last": entities.z.outputs.id, "name": entities.z.outputs.name}',
+        },
+    }
+    package = create_package(api, zone, manifest)
+    task = api.install(zone, package["id"])
+    assert task["status"] == "completed", task
+    assert _links(task) == {"a": "created", "z": "adopted"}
+    install = api.get(f"/zones/{zone}/installs/{task['install_id']}").json()
+    assert install["outputs"] == {"last": ours.json()["id"], "name": "Ours"}
+
+
+@pytest.mark.parametrize("position", ["middle", "last"])
+def test_concurrent_installs_sharing_one_entity_end_with_one_entity_and_right_outputs(api: Api, position: str) -> None:
+    """16 installs by 3 workers, each creating its own entities and sharing one ("common", in the middle of its
+    steps or last): one "common" entity, every install completed with outputs naming it, events numbered 1..n."""
+    run = '"-" + entities.inputs.run'
+    own = {
+        name: {"type": "secret", "bindings": f'{{"identifier": "{name}" + {run}, "name": "{name}"}}'} for name in "ab"
+    }
+    common = {"type": "secret", "bindings": '{"identifier": "common", "name": "common"}'}
+    after = {
+        "type": "secret",
+        "bindings": f'{{"identifier": "after" + {run}, "name": "x",'
+        ' "metadata": {"docs_url": entities.common.outputs.id}}',
+    }
+    steps = {"a": own["a"], "common": common, "after": after} if position == "middle" else {**own, "common": common}
+    manifest = {
+        "kind": "custom",
+        "name": f"shared {position}",
+        "inputs": {"schema": {"type": "object", "properties": {"run": {"type": "string"}}, "required": ["run"]}},
+        "entities": steps,
+        "outputs": {
+            "schema": {"type": "object", "properties": {"common": {"type": "string"}}},
+            "bindings": '{"common": entities.common.outputs.id}',
+        },
+    }
+    zone = api.new_zone()
+    package = create_package(api, zone, manifest)
+    pause_worker(api)
+    count = 16
+    started = [start_install(api, zone, package["id"], {"run": str(i)}).json() for i in range(count)]
+    workers = [Worker(api.db, api.worker.settings, name=f"racer-{i}") for i in range(3)]
+    threads = [threading.Thread(target=worker.run, daemon=True) for worker in workers]
+    for thread in threads:
+        thread.start()
+    try:
+        finals = [api.wait_task(zone, task["id"], timeout=60) for task in started]
+    finally:
+        for worker in workers:
+            worker.stop()
+        for thread in threads:
+            thread.join(10)
+    found = api.get(f"/zones/{zone}/entities?limit=100").json()["items"]
+    commons = [entity["id"] for entity in found if entity["identifier"] == "common"]
+    assert len(commons) == 1
+    assert len(found) == 1 + 2 * count
+    for task in finals:
+        assert task["status"] == "completed", task
+        install = api.get(f"/zones/{zone}/installs/{task['install_id']}").json()
+        assert install["outputs"] == {"common": commons[0]}
+        events = api.get(f"/zones/{zone}/catalog_tasks/{task['id']}/events?limit=100").json()["items"]
+        assert [event["seq"] for event in events] == list(range(1, len(events) + 1))

@@ -203,7 +203,9 @@ class TaskRun:
                     with self.db.write() as conn:
                         ended = self._batch_as_planned(conn, manifest, todo, index, planned, outputs)
                 except _PlanVoided:
-                    as_sent = False  # rolled back: this batch again, step by step
+                    # Rolled back. The rest of the task runs step by step: a package whose entities are found
+                    # (shared, adopted) would otherwise send and roll back one batch per entity found.
+                    as_sent = False
                     continue
                 index += len(planned)
                 planned = []
@@ -211,7 +213,6 @@ class TaskRun:
                     self._finished("completed")
                     return
                 continue
-            as_sent = not self.db.is_sqlite
             with self.db.write() as conn:
                 written, events, as_planned = self._create_batch(conn, manifest, todo, index, planned, resolved)
                 index += written
@@ -281,8 +282,6 @@ class TaskRun:
         return how many were written, the events for the caller to journal in ``conn``, and whether each created
         its entity as planned. A step that found its entity already there (adopted or shared) ends the batch: the
         plans after it assumed otherwise."""
-        if conn.dialect.name == "postgresql" and len(planned) > 1:
-            return self._create_batch_sent_together(conn, manifest, todo, index, planned, resolved)
         now = now_ms()
         deadline = time.monotonic() + BATCH_SECONDS
         events: list[Row] = self._first_intent(manifest, todo, index)
@@ -314,69 +313,39 @@ class TaskRun:
         worker's next task): one round trip, then the COMMIT. True when the task ended.
 
         Raises ``_PlanVoided`` when a step found its natural key taken: everything sent is then rolled back with the
-        transaction (the claim included), and the caller writes the batch again step by step (``_create_batch``)."""
+        transaction (the claim included), and the caller writes the rest of the task step by step
+        (``_create_batch``), which adopts or shares that entity and evaluates the steps after it again."""
         now = now_ms()
         count = len(planned)
         ends = index + count == len(todo) and outputs is not None
-        uses = [self._use_row(name, position, now) for position, name in todo[index : index + count]]
         events = self._first_intent(manifest, todo, index)
         for offset, row in enumerate(planned):
             name = todo[index + offset][1]
             events += self._step_events(name, row, "created", *self._following(manifest, todo, index + offset))
         with answered_together(conn):
-            answers = [
-                entity_store.insert_entity_with_use_later(conn, row, use)
-                for row, use in zip(planned, uses, strict=True)
+            created = [
+                entity_store.insert_entity_with_use_later(conn, row, self._use_row(name, position, now))
+                for row, (position, name) in zip(planned, todo[index : index + count], strict=True)
             ]
-            # Both read their own answers, which sends the inserts with them.
-            if ends:
-                self._finish_in(conn, now, "completed", "active", ("pending",), events=events, outputs=outputs)
-            else:
-                self._journal(conn, now, *events)
-        if not all(answer.get() for answer in answers):
+            end = (
+                self._send_end(conn, now, "completed", "active", ("pending",), events, outputs=outputs)
+                if ends
+                else None
+            )
+            journaled = (
+                None
+                if ends
+                else task_store.journal_later(conn, self.task_id, self.worker_id, now, self.lease_ms, events)
+            )
+        # A lost lease or an install that moved comes first, as it would step by step.
+        if end is not None:
+            self._check_end(end, ("pending",))
+        elif journaled is not None and not journaled.get():
+            raise errors.LeaseLost()
+        if not all(answer.get() for answer in created):
             self._claimed = None  # rolled back with the rest
             raise _PlanVoided()
         return ends
-
-    def _create_batch_sent_together(
-        self,
-        conn: sa.Connection,
-        manifest: Manifest,
-        todo: list[tuple[int, str]],
-        index: int,
-        planned: list[Row],
-        resolved: dict[str, Any],
-    ) -> tuple[int, list[Row], bool]:
-        """``_create_batch`` on PostgreSQL: every planned step's insert goes to the server in one round trip (not
-        one each), as if each created its entity, which they usually do. Where one did not (its natural key was
-        taken), that step finds the entity as ``_create_step`` would, and the steps sent after it, whose plans it
-        voided, are withdrawn (their entities and uses deleted: never committed, never seen): the transaction then
-        holds exactly what the step-by-step batch ending at that step would have written."""
-        now = now_ms()
-        uses = [self._use_row(name, position, now) for position, name in todo[index : index + len(planned)]]
-        with answered_together(conn):
-            answers = [
-                entity_store.insert_entity_with_use_later(conn, row, use)
-                for row, use in zip(planned, uses, strict=True)
-            ]
-        created = [answer.get() for answer in answers]
-        written = created.index(False) + 1 if False in created else len(planned)
-        events: list[Row] = self._first_intent(manifest, todo, index)
-        for offset in range(written):
-            name = todo[index + offset][1]
-            row, role = planned[offset], "created"
-            if not created[offset]:
-                row, role = self._find_or_insert(conn, row)
-                entity_store.insert_use(conn, {**uses[offset], "entity_id": row["id"], "role": role})
-                resolved[name] = {"href": entity_href(row), "outputs": entity_read(row)}
-            events += self._step_events(name, row, role, *self._following(manifest, todo, index + offset))
-        if written == len(planned):
-            return written, events, True
-        voided = range(written, len(planned))
-        entity_store.withdraw_created(
-            conn, self.install_id, [(todo[index + k][1], planned[k]["id"]) for k in voided if created[k]]
-        )
-        return written, events, False
 
     def _first_intent(self, manifest: Manifest, todo: list[tuple[int, str]], index: int) -> list[Row]:
         """The write-ahead event of the task's first step, written with the batch that starts the task."""
@@ -693,28 +662,50 @@ class TaskRun:
         **changes: Any,
     ) -> None:
         """End the task and move its install, in ``conn``; ``events`` are journaled before the final status."""
+        # On PostgreSQL the end goes out in one round trip, its answers read after: a refused one raises below and
+        # the transaction rolls back with all of it (the claim of the next task included).
+        with answered_together(conn):
+            end = self._send_end(conn, now, task_status, install_status, expected, events, **changes)
+        self._check_end(end, expected)
+
+    def _send_end(
+        self,
+        conn: sa.Connection,
+        now: int,
+        task_status: str,
+        install_status: str,
+        expected: tuple[str, ...],
+        events: list[Row] | None = None,
+        **changes: Any,
+    ) -> tuple[Answer[bool], Answer[bool], Answer[Row | None] | None]:
+        """The statements of ``_finish_in``, their answers unread (see ``_check_end``)."""
         outputs = changes.pop("outputs", None)
         final = {"kind": "status", "status": task_status, "message": changes.get("error_message")}
         install_changes: Row = {}
         if outputs is not None:
             install_changes["outputs"] = outputs
-        # On PostgreSQL the end goes out in one round trip, its answers read after: a refused one raises below and
-        # the transaction rolls back with all of it (the claim of the next task included).
-        with answered_together(conn):
-            # One guarded statement appends the events and ends the task (status, lease) while this worker owns it.
-            ended = task_store.journal_later(
-                conn,
-                self.task_id,
-                self.worker_id,
-                now,
-                self.lease_ms,
-                [*(events or []), final],
-                {"status": task_status, "locked_until_ms": None, "updated_at_ms": now, **changes},
-            )
-            moved = install_store.move_install_later(
-                conn, self.install_id, expected, install_status, now, **install_changes
-            )
-            claimed = self.claim_next(conn) if self.claim_next is not None else None
+        # One guarded statement appends the events and ends the task (status, lease) while this worker owns it.
+        ended = task_store.journal_later(
+            conn,
+            self.task_id,
+            self.worker_id,
+            now,
+            self.lease_ms,
+            [*(events or []), final],
+            {"status": task_status, "locked_until_ms": None, "updated_at_ms": now, **changes},
+        )
+        moved = install_store.move_install_later(
+            conn, self.install_id, expected, install_status, now, **install_changes
+        )
+        claimed = self.claim_next(conn) if self.claim_next is not None else None
+        return ended, moved, claimed
+
+    def _check_end(
+        self, end: tuple[Answer[bool], Answer[bool], Answer[Row | None] | None], expected: tuple[str, ...]
+    ) -> None:
+        """Raise (rolling the transaction back) unless the end sent by ``_send_end`` was written; note the task its
+        transaction claimed."""
+        ended, moved, claimed = end
         if not ended.get():
             raise errors.LeaseLost()
         if not moved.get():

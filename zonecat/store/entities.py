@@ -91,15 +91,6 @@ def insert_entity_with_use_later(conn: sa.Connection, row: Row, use: Row) -> Ans
     return _INSERT_WITH_USE.first_later(conn, params).then(lambda found: found is not None)
 
 
-def withdraw_created(conn: sa.Connection, install_id: str, created: list[tuple[str, str]]) -> None:
-    """Delete entities this transaction created for the install, with the install's uses of them (``created``:
-    (local name, entity id) pairs): the undo of ``insert_entity_with_use`` for steps sent ahead of an answer that
-    voided their plans. Nobody else can have seen or used them: they were never committed."""
-    for local_name, entity_id in created:
-        _DELETE_USE.run(conn, {"install_id": install_id, "local_name": local_name})
-        _DELETE_ENTITY.run(conn, {"entity_id": entity_id})
-
-
 # The statements every delete step runs, built once (building one cost more than running it on SQLite).
 _REMAINING_USES = Prepared(
     sa.select(entity_uses.c.install_id).where(entity_uses.c.entity_id == sa.bindparam("entity_id"))
