@@ -33,6 +33,15 @@ def _links(task: dict[str, Any]) -> dict[str, str]:
     return {link["properties"]["local_name"]: link["rel"] for link in task["links"]}
 
 
+def _secret_of_ours(api: Api, zone: str, identifier: str) -> str:
+    """An unmanaged secret named "Ours", made through the typed collection for an install to adopt; its id."""
+    ours = api.post(
+        f"/zones/{zone}/secrets", json={"identifier": identifier, "name": "Ours", "data": {"type": "token"}}
+    )
+    assert ours.status_code == 201, ours.text
+    return str(ours.json()["id"])
+
+
 def test_adopts_a_pre_created_unmanaged_provider(api: Api) -> None:
     zone = api.new_zone()
     created = api.post(
@@ -197,9 +206,7 @@ def test_steps_after_an_adopted_entity_are_bound_to_the_entity_adopted(api: Api)
     that adopts one instead voids what the later steps and the outputs were evaluated from: they must name the
     adopted entity, never the one planned."""
     zone = api.new_zone()
-    ours = api.post(f"/zones/{zone}/secrets", json={"identifier": "first", "name": "Ours", "data": {"type": "token"}})
-    assert ours.status_code == 201, ours.text
-    first_id = ours.json()["id"]
+    first_id = _secret_of_ours(api, zone, "first")
     manifest = {
         "kind": "custom",
         "name": "chain after adoption",
@@ -235,9 +242,7 @@ def test_a_step_in_the_middle_of_a_batch_that_adopts_leaves_the_batch_as_if_run_
     one evaluated from it: the install ends with one entity per local name, each step's events in order, and nothing
     the voided plans made."""
     zone = api.new_zone()
-    ours = api.post(f"/zones/{zone}/secrets", json={"identifier": "middle", "name": "Ours", "data": {"type": "token"}})
-    assert ours.status_code == 201, ours.text
-    middle_id = ours.json()["id"]
+    middle_id = _secret_of_ours(api, zone, "middle")
     manifest = {
         "kind": "custom",
         "name": "adoption mid-batch",
@@ -271,8 +276,7 @@ def test_outputs_name_the_entity_the_last_step_adopted(api: Api) -> None:
     one instead, they must be evaluated again and name the adopted entity (a review found them naming the planned
     entity, never created, on PostgreSQL)."""
     zone = api.new_zone()
-    ours = api.post(f"/zones/{zone}/secrets", json={"identifier": "last", "name": "Ours", "data": {"type": "token"}})
-    assert ours.status_code == 201, ours.text
+    last_id = _secret_of_ours(api, zone, "last")
     manifest = {
         "kind": "custom",
         "name": "last adopted",
@@ -290,7 +294,7 @@ def test_outputs_name_the_entity_the_last_step_adopted(api: Api) -> None:
     assert task["status"] == "completed", task
     assert _links(task) == {"a": "created", "z": "adopted"}
     install = api.get(f"/zones/{zone}/installs/{task['install_id']}").json()
-    assert install["outputs"] == {"last": ours.json()["id"], "name": "Ours"}
+    assert install["outputs"] == {"last": last_id, "name": "Ours"}
 
 
 @pytest.mark.parametrize("position", ["middle", "last"])

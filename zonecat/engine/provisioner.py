@@ -43,6 +43,8 @@ from zonecat.store.database import Database
 from zonecat.store.prepared import Answer, answered_together
 
 Row = dict[str, Any]
+# The answers of a task's end, unread: journaled and ended, install moved, next task claimed (see TaskRun._send_end).
+_End = tuple[Answer[bool], Answer[bool], Answer[Row | None] | None]
 log = logging.getLogger("zonecat.task")
 
 MAX_ATTEMPTS = 10
@@ -322,21 +324,17 @@ class TaskRun:
         for offset, row in enumerate(planned):
             name = todo[index + offset][1]
             events += self._step_events(name, row, "created", *self._following(manifest, todo, index + offset))
+        end: _End | None = None
+        journaled: Answer[bool] | None = None
         with answered_together(conn):
             created = [
                 entity_store.insert_entity_with_use_later(conn, row, self._use_row(name, position, now))
                 for row, (position, name) in zip(planned, todo[index : index + count], strict=True)
             ]
-            end = (
-                self._send_end(conn, now, "completed", "active", ("pending",), events, outputs=outputs)
-                if ends
-                else None
-            )
-            journaled = (
-                None
-                if ends
-                else task_store.journal_later(conn, self.task_id, self.worker_id, now, self.lease_ms, events)
-            )
+            if ends:
+                end = self._send_end(conn, now, "completed", "active", ("pending",), events, outputs=outputs)
+            else:
+                journaled = task_store.journal_later(conn, self.task_id, self.worker_id, now, self.lease_ms, events)
         # A lost lease or an install that moved comes first, as it would step by step.
         if end is not None:
             self._check_end(end, ("pending",))
@@ -677,7 +675,7 @@ class TaskRun:
         expected: tuple[str, ...],
         events: list[Row] | None = None,
         **changes: Any,
-    ) -> tuple[Answer[bool], Answer[bool], Answer[Row | None] | None]:
+    ) -> _End:
         """The statements of ``_finish_in``, their answers unread (see ``_check_end``)."""
         outputs = changes.pop("outputs", None)
         final = {"kind": "status", "status": task_status, "message": changes.get("error_message")}
@@ -700,9 +698,7 @@ class TaskRun:
         claimed = self.claim_next(conn) if self.claim_next is not None else None
         return ended, moved, claimed
 
-    def _check_end(
-        self, end: tuple[Answer[bool], Answer[bool], Answer[Row | None] | None], expected: tuple[str, ...]
-    ) -> None:
+    def _check_end(self, end: _End, expected: tuple[str, ...]) -> None:
         """Raise (rolling the transaction back) unless the end sent by ``_send_end`` was written; note the task its
         transaction claimed."""
         ended, moved, claimed = end
