@@ -8,6 +8,9 @@ import pytest
 
 from tests.api.conftest import Api
 from tests.api.helpers import CALENDAR, CREDS, GOOGLE_ISSUER, assert_error, fields
+from zonecat.store import entities as entity_store
+from zonecat.store.database import Database
+from zonecat.store.secrets import SecretBox, generate_key
 
 COMMON = {"id", "organization_id", "zone_id", "slug", "owner_type", "created_at", "updated_at"}
 
@@ -118,6 +121,63 @@ def test_client_secret_is_write_only(api: Api) -> None:
     assert response.json()["client_secret_set"] is True
     assert "NEW-SECRET" not in response.text
     assert "NEW-SECRET" not in api.get(f"/zones/{zone}/entities/{no_secret['id']}").text
+
+
+def _seal_with_another_key(api: Api, entity_id: str, secret_attributes: dict[str, Any]) -> None:
+    """What a server started with the wrong ``ZONECAT_SECRET_KEY`` finds: a value sealed with a key it lacks."""
+    other = Database(
+        api.db.engine.url.render_as_string(hide_password=False), secret_box=SecretBox.from_text(generate_key())
+    )
+    try:
+        with other.write() as conn:
+            entity_store.update_entity(conn, entity_id, {"secret_attributes": secret_attributes})
+    finally:
+        other.dispose()
+
+
+def test_an_entity_whose_secret_cannot_be_opened_is_still_read_listed_replaced_and_deleted(api: Api) -> None:
+    zone = api.new_zone()
+    base = f"/zones/{zone}/providers"
+    provider = api.post(base, json={"identifier": "https://a.example", "name": "A", "client_secret": "OLD"}).json()
+    _seal_with_another_key(api, provider["id"], {"client_secret": "SEALED-ELSEWHERE"})
+    path = f"{base}/{provider['id']}"
+    # Reads never open a write-only value: they say it is set from the names stored beside it.
+    assert api.get(path).json()["client_secret_set"] is True
+    assert api.get(f"/zones/{zone}/entities/{provider['id']}").json()["attributes"]["client_secret_set"] is True
+    assert [item["id"] for item in api.get(base).json()["items"]] == [provider["id"]]
+    # A PATCH that would keep it cannot: 409, naming the field, so the client can send a new one.
+    body = assert_error(api.patch(path, json={"name": "B"}), 409, "conflict", path)
+    assert "client_secret" in body["message"] and [d["field"] for d in body["details"]] == ["client_secret"]
+    assert api.get(path).json()["name"] == "A"
+    replaced = api.patch(path, json={"name": "B", "client_secret": "NEW"})
+    assert replaced.status_code == 200, replaced.text
+    with api.db.read() as conn:
+        stored = entity_store.get_entity(conn, zone, provider["id"])
+    assert stored is not None
+    assert entity_store.unseal_secret_attributes(api.db.engine.dialect, stored["secret_attributes"]) == {
+        "client_secret": "NEW"
+    }
+    _seal_with_another_key(api, provider["id"], {"client_secret": "SEALED-ELSEWHERE"})
+    assert api.delete(path).status_code == 204
+    assert_error(api.get(path), 404, "not_found")
+
+
+def test_an_install_whose_entity_secret_cannot_be_opened_still_uninstalls(api: Api) -> None:
+    zone = api.new_zone()
+    task = api.install(zone, CALENDAR, CREDS)
+    assert task["status"] == "completed", task
+    outputs = api.get(f"/zones/{zone}/installs/{task['install_id']}").json()["outputs"]
+    _seal_with_another_key(api, outputs["provider_id"], {"client_secret": "SEALED-ELSEWHERE"})
+    # The install's own reads list its entities (the provider among them) without opening anything.
+    install_path = f"/zones/{zone}/installs/{task['install_id']}"
+    assert outputs["provider_id"] in api.get(install_path).text
+    graph = api.get(f"{install_path}/graph")
+    assert graph.status_code == 200 and outputs["provider_id"] in graph.text
+    deleted = api.delete(f"/zones/{zone}/installs/{task['install_id']}")
+    assert deleted.status_code == 202, deleted.text
+    finished = api.wait_task(zone, deleted.json()["id"])
+    assert finished["status"] == "completed", finished
+    assert_error(api.get(f"/zones/{zone}/providers/{outputs['provider_id']}"), 404, "not_found")
 
 
 def test_generic_entities_with_provenance(api: Api) -> None:

@@ -69,7 +69,8 @@ def test_rows_written_either_way_read_the_same_either_way(boxed: Database) -> No
         assert row["secret_attributes"] == {"data": "s3cr3t"}
         assert row["managed"] is not key.startswith("ent_other")
         raw = stored[key] if isinstance(stored[key], dict) else json.loads(stored[key])
-        assert set(raw) == {"enc"} and "s3cr3t" not in str(raw), "the driver path must encrypt as the column does"
+        assert set(raw) == {"enc", "set"} and "s3cr3t" not in str(raw), "the driver path must seal as the column does"
+        assert raw["set"] == ["data"]
     for key in ("ent_prepared", "ent_many_1", "ent_other_1"):
         renamed = {"id": key, "identifier": key, "slug": key, "managed": key != "ent_other_1"}
         assert through_core[key] == {**through_core["ent_core"], **renamed}

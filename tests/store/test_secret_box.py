@@ -34,6 +34,7 @@ from zonecat.store.secrets import (
     generate_key,
     is_sealed,
     load_key,
+    names_set,
 )
 
 SECRET = "hunter2-\u00e9-CLIENT-SECRET-at-rest"
@@ -203,7 +204,7 @@ def _raw(db: Database, table: Any, column: str, row_id: str) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def test_entity_secrets_are_encrypted_at_rest_and_read_back_plain(db: Database) -> None:
+def test_entity_secrets_are_encrypted_at_rest_and_read_sealed(db: Database) -> None:
     zone_id = zone(db)
     row = {**entity_row(zone_id, "https://idp.example"), "secret_attributes": {"client_secret": SECRET}}
     other = {**entity_row(zone_id, "https://idp2.example"), "secret_attributes": {"client_secret": SECRET + "2"}}
@@ -213,21 +214,34 @@ def test_entity_secrets_are_encrypted_at_rest_and_read_back_plain(db: Database) 
     for entity in (row, other):
         stored = _raw(db, RAW_ENTITIES, "secret_attributes", entity["id"])
         assert is_sealed(stored) and SECRET not in json.dumps(stored)
+        assert stored["set"] == ["client_secret"] and names_set(stored) == {"client_secret"}
+    # Every read leaves them sealed (the API never returns them); the code that needs a value opens it.
+    with db.write() as conn:
+        locked = entity_store.get_entity(conn, zone_id, row["id"], lock=True)
     with db.read() as conn:
-        assert entity_store.get_entity(conn, zone_id, row["id"])["secret_attributes"] == {"client_secret": SECRET}  # type: ignore[index]
+        got = entity_store.get_entity(conn, zone_id, row["id"])
         found = entity_store.by_natural_key(conn, zone_id, "provider", "https://idp2.example")
-        assert found is not None and found["secret_attributes"] == {"client_secret": SECRET + "2"}
-        page = entity_store.list_entities(conn, zone_id, PageRequest(limit=10))
-        assert sorted(r["secret_attributes"]["client_secret"] for r in page.items) == [SECRET, SECRET + "2"]
-        by_id = entity_store.entities_by_ids(conn, [row["id"]])
-        assert by_id[row["id"]]["secret_attributes"] == {"client_secret": SECRET}
+        page = entity_store.list_entities(conn, zone_id, PageRequest(limit=10)).items
+        by_id = list(entity_store.entities_by_ids(conn, [row["id"], other["id"]]).values())
+    opened = {}
+    for read in (got, locked, found, *page, *by_id):
+        assert read is not None and is_sealed(read["secret_attributes"]) and SECRET not in json.dumps(read)
+        opened[read["id"]] = entity_store.unseal_secret_attributes(db.engine.dialect, read["secret_attributes"])
+    assert opened == {row["id"]: {"client_secret": SECRET}, other["id"]: {"client_secret": SECRET + "2"}}
     with db.write() as conn:
         entity_store.update_entity(conn, row["id"], {"secret_attributes": {"client_secret": "rotated-" + SECRET}})
-    assert "rotated" not in json.dumps(_raw(db, RAW_ENTITIES, "secret_attributes", row["id"]))
-    with db.read() as conn:
-        assert entity_store.get_entity(conn, zone_id, row["id"])["secret_attributes"] == {  # type: ignore[index]
-            "client_secret": "rotated-" + SECRET
-        }
+    rotated = _raw(db, RAW_ENTITIES, "secret_attributes", row["id"])
+    assert "rotated" not in json.dumps(rotated)
+    assert entity_store.unseal_secret_attributes(db.engine.dialect, rotated) == {"client_secret": "rotated-" + SECRET}
+
+
+def test_names_set_of_every_stored_form() -> None:
+    token = SecretBox.from_text(generate_key()).encrypt({"a": 1}, "p")
+    assert names_set({"enc": token, "set": ["a"]}) == {"a"}
+    assert names_set({"enc": token}) is None  # sealed before the names were kept: unknown without opening it
+    assert names_set({"a": 1, "b": None}) == {"a"}  # plaintext, from before encryption at rest
+    assert names_set({"enc": "not-a-token"}) == {"enc"}  # a plaintext value that happens to be called "enc"
+    assert names_set({}) == frozenset() and names_set(None) == frozenset()
 
 
 def test_install_secret_inputs_are_encrypted_at_rest(db: Database) -> None:
@@ -281,7 +295,7 @@ def test_plaintext_rows_from_before_encryption_still_read(db: Database) -> None:
     assert is_sealed(_raw(db, RAW_ENTITIES, "secret_attributes", entity["id"]))
 
 
-def test_another_key_or_no_key_cannot_read(db: Database, url: str) -> None:
+def test_another_key_or_no_key_cannot_open_but_can_read(db: Database, url: str) -> None:
     zone_id = zone(db)
     row = {**entity_row(zone_id, "https://idp.example"), "secret_attributes": {"client_secret": SECRET}}
     with db.write() as conn:
@@ -289,8 +303,11 @@ def test_another_key_or_no_key_cannot_read(db: Database, url: str) -> None:
     for box, error in ((SecretBox.from_text(generate_key()), SecretKeyMismatch), (None, SecretKeyMissing)):
         other = Database(url, secret_box=box)
         try:
-            with other.read() as conn, pytest.raises(error) as caught:
-                entity_store.get_entity(conn, zone_id, row["id"])
+            with other.read() as conn:
+                read = entity_store.get_entity(conn, zone_id, row["id"])
+            assert read is not None and names_set(read["secret_attributes"]) == {"client_secret"}
+            with pytest.raises(error) as caught:
+                entity_store.unseal_secret_attributes(other.engine.dialect, read["secret_attributes"])
             assert SECRET not in str(caught.value)
             # Without a key nothing secret can be written either (it would be stored in plaintext).
             if box is None:

@@ -7,7 +7,7 @@ import, through ``importlib.resources`` (so a wheel install finds it too).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
@@ -71,14 +71,20 @@ def by_collection(collection: str) -> EntityType | None:
     return _BY_COLLECTION.get(collection)
 
 
-def read_attributes(entity_type: EntityType, attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """The read representation of stored attributes: write-only values dropped, ``<field>_set: true`` added.
+def read_attributes(
+    entity_type: EntityType, attributes: Mapping[str, Any], write_only_set: Collection[str] | None = None
+) -> dict[str, Any]:
+    """The read representation of stored attributes: write-only values dropped, and ``<field>_set: true`` for each
+    write-only attribute that holds a value: those of ``attributes`` that are not null, or, when the values are
+    kept elsewhere (sealed), those named by ``write_only_set``.
 
     Keycard shows a stored ``client_secret`` as ``client_secret_set: true``; a write-only attribute that is absent
     (or null) adds nothing, because there is nothing set to report.
     """
     shown = {name: value for name, value in attributes.items() if name not in entity_type.write_only}
+    if write_only_set is None:
+        write_only_set = {name for name, value in attributes.items() if value is not None}
     for name in sorted(entity_type.write_only):
-        if attributes.get(name) is not None:
+        if name in write_only_set:
             shown[f"{name}_set"] = True
     return shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,11 +13,15 @@ from zonecat.domain import schemas
 from zonecat.domain.entity_types import EntityType
 from zonecat.domain.manifest import slugify
 from zonecat.engine.access import Principal
+from zonecat.engine.views import write_only_set
 from zonecat.ids import new_id
 from zonecat.store import entities as entity_store
 from zonecat.store.database import Database
+from zonecat.store.secrets import SecretUnreadable
 
 Row = dict[str, Any]
+
+log = logging.getLogger("zonecat.entities")
 
 
 def _validated(entity_type: EntityType, attributes: object) -> Row:
@@ -102,7 +107,7 @@ def update_entity(
         row = get_typed(conn, zone_id, entity_type, entity_id, lock=True)
         if row["managed"]:
             _in_use(conn, row, "changed")
-        merged = {**row["attributes"], **row["secret_attributes"], **body}
+        merged = {**row["attributes"], **_kept_secrets(db, entity_type, row, body), **body}
         merged = {k: v for k, v in merged.items() if v is not None}
         attributes = _validated(entity_type, merged)
         identifier = str(attributes["identifier"])
@@ -121,6 +126,27 @@ def update_entity(
         entity_store.update_entity(conn, row["id"], changes)
         row.update(changes)
     return row
+
+
+def _kept_secrets(db: Database, entity_type: EntityType, row: Row, body: Row) -> Row:
+    """The stored write-only values a PATCH keeps (those its body does not name), opened only when there are any:
+    a PATCH that replaces every one of them works even where the stored ones cannot be opened (another key)."""
+    kept = write_only_set(entity_type, row["secret_attributes"]) - body.keys()
+    if not kept:
+        return {}
+    try:
+        opened = entity_store.unseal_secret_attributes(db.engine.dialect, row["secret_attributes"])
+    except SecretUnreadable as exc:
+        # Sealed with another key (or damaged): what the PATCH would keep is lost to this server. The client can
+        # still replace it; the operator learns why from the log (the key ids are not the client's business).
+        log.warning("a stored write-only value cannot be opened", extra={"entity_id": row["id"], "error": str(exc)})
+        names = ", ".join(sorted(kept))
+        raise errors.Conflict(
+            f"the stored {names} of {entity_type.name} {row['id']} cannot be opened with this server's secret key; "
+            f"send {names} to replace it",
+            [errors.Detail(name, "stored value cannot be opened; send a new one", "conflict") for name in sorted(kept)],
+        ) from exc
+    return {k: v for k, v in opened.items() if k in kept}
 
 
 def delete_entity(db: Database, principal: Principal, zone_id: str, entity_type: EntityType, entity_id: str) -> None:

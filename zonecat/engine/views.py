@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from zonecat.clock import rfc3339
-from zonecat.domain.entity_types import ENTITY_TYPES, read_attributes
+from zonecat.domain.entity_types import ENTITY_TYPES, EntityType, read_attributes
+from zonecat.store.secrets import names_set
 
 Row = dict[str, Any]
 
@@ -27,6 +28,14 @@ def entity_read(row: Row) -> dict[str, Any]:
         "created_at": rfc3339(row["created_at_ms"]),
         "updated_at": rfc3339(row["updated_at_ms"]),
     }
-    attributes = read_attributes(entity_type, {**row["attributes"], **row["secret_attributes"]})
-    body.update(attributes)
+    body.update(read_attributes(entity_type, row["attributes"], write_only_set(entity_type, row["secret_attributes"])))
     return body
+
+
+def write_only_set(entity_type: EntityType, secret_attributes: Any) -> frozenset[str]:
+    """The write-only attributes set in an entity's ``secret_attributes`` as read: plain (just written) or sealed,
+    which is not opened (``zonecat.store.entities.SEALED_COLUMNS``). A value sealed by a zonecat that did not keep
+    the names beside it is reported as every write-only attribute of its type: a sealed value is never empty, and
+    no type has more than one (``tests/unit/test_entity_types.py`` keeps it so)."""
+    names = names_set(secret_attributes)
+    return entity_type.write_only if names is None else names & entity_type.write_only

@@ -15,6 +15,25 @@ from zonecat.store.schema import entities, entity_uses, insert_row, installs
 Row = dict[str, Any]
 
 
+# Every read of an entity leaves its write-only attributes sealed (read as the JSON they are stored as): the API
+# never returns them, and the views report which are set from the names stored beside the token
+# (``secrets.names_set``). They are opened only where a value is needed, a PATCH that keeps one
+# (``unseal_secret_attributes``), so a key that cannot open them fails that request, never a read, a list, a
+# delete or an uninstall.
+SEALED_COLUMNS: tuple[sa.ColumnElement[Any], ...] = tuple(
+    sa.type_coerce(column, sa.JSON).label(column.name) if column.name == "secret_attributes" else column
+    for column in entities.c
+)
+
+
+def unseal_secret_attributes(dialect: sa.Dialect, stored: Any) -> Any:
+    """The write-only attributes of an entity read sealed (raises the secret box's errors: a missing or different
+    key, an unreadable value)."""
+    column_type = entities.c.secret_attributes.type
+    assert isinstance(column_type, sa.types.TypeDecorator)
+    return column_type.process_result_value(stored, dialect)
+
+
 def insert_entity(conn: sa.Connection, row: Row) -> None:
     """Insert; raises ``sqlalchemy.exc.IntegrityError`` when the natural key is taken."""
     insert_row(conn, entities, row)
@@ -95,7 +114,7 @@ def insert_entity_with_use_later(conn: sa.Connection, row: Row, use: Row) -> Ans
 _REMAINING_USES = Prepared(
     sa.select(entity_uses.c.install_id).where(entity_uses.c.entity_id == sa.bindparam("entity_id"))
 )
-_GET_ENTITY_STATEMENT = sa.select(entities).where(
+_GET_ENTITY_STATEMENT = sa.select(*SEALED_COLUMNS).where(
     entities.c.zone_id == sa.bindparam("zone_id"), entities.c.id == sa.bindparam("entity_id")
 )
 _GET_ENTITY = Prepared(_GET_ENTITY_STATEMENT)
@@ -125,7 +144,7 @@ def by_natural_key(
     return query.first(conn, {"zone_id": zone_id, "type": entity_type, "identifier": identifier})
 
 
-_BY_NATURAL_KEY_STATEMENT = sa.select(entities).where(
+_BY_NATURAL_KEY_STATEMENT = sa.select(*SEALED_COLUMNS).where(
     entities.c.zone_id == sa.bindparam("zone_id"),
     entities.c.type == sa.bindparam("type"),
     entities.c.identifier == sa.bindparam("identifier"),
@@ -150,7 +169,7 @@ def list_entities(
     if install_id is not None:
         used = sa.select(entity_uses.c.entity_id).where(entity_uses.c.install_id == install_id)
         where.append(entities.c.id.in_(used))
-    return fetch_page(conn, entities, where, request)
+    return fetch_page(conn, entities, where, request, SEALED_COLUMNS)
 
 
 def update_entity(conn: sa.Connection, entity_id: str, changes: Row) -> None:
@@ -204,7 +223,7 @@ def delete_use(conn: sa.Connection, install_id: str, local_name: str) -> None:
     _DELETE_USE.run(conn, {"install_id": install_id, "local_name": local_name})
 
 
-_BY_IDS = sa.select(entities).where(entities.c.id.in_(sa.bindparam("ids", expanding=True)))
+_BY_IDS = sa.select(*SEALED_COLUMNS).where(entities.c.id.in_(sa.bindparam("ids", expanding=True)))
 _STAYING_USERS = Prepared(
     sa.select(entity_uses.c.entity_id, entity_uses.c.install_id)
     .select_from(entity_uses.outerjoin(installs, installs.c.id == entity_uses.c.install_id))

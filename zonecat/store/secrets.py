@@ -11,9 +11,15 @@ moved to another column, or edited in any byte, does not open.
 The columns that hold write-only values (``entities.secret_attributes``, ``installs.secret_inputs``) have the type
 ``EncryptedJSON``: SQLAlchemy seals a value on every write and opens it on every read, with the box the
 ``Database`` attached to its engine, so no store function can forget it and the engine only ever sees plain
-dicts. The column itself stays JSON and holds ``{"enc": "<token>"}``; a row written before encryption existed
-(a dict without that single key) reads as the plaintext it is, and is sealed the next time it is written. An
+dicts. The column itself stays JSON and holds ``{"enc": "<token>", "set": [<names>]}``: ``set`` names, in clear,
+the keys whose value is not null, so that a read can report which write-only values are set (``client_secret_set``)
+without opening anything (rows sealed before ``set`` existed have only ``enc``). A row written before encryption
+existed (a dict that is not that form) reads as the plaintext it is, and is sealed the next time it is written. An
 empty dict is stored as ``{}``: it holds no secret.
+
+Reads that never return the values select the column as plain JSON (``sa.type_coerce``) and leave it sealed: only
+the code that needs a value opens it, so a key that cannot open a value fails that one use, never a read, a list
+or a delete.
 
 The key is ``ZONECAT_SECRET_KEY`` (urlsafe base64 of 32 bytes) or, when that is unset, ``<data dir>/secret.key``,
 generated with mode 0600 on first start. Every process of one deployment must use the same key.
@@ -47,6 +53,7 @@ KEY_FILE_NAME = "secret.key"
 KEY_BYTES = 32
 _NONCE_BYTES = 12
 _MARKER = "enc"
+_NAMES = "set"
 
 
 class SecretError(errors.ZonecatError):
@@ -215,13 +222,28 @@ def _box(dialect: sa.Dialect) -> SecretBox:
 
 
 def is_sealed(value: Any) -> bool:
-    """True for the stored form of an encrypted value, ``{"enc": "zcs1.…"}``."""
+    """True for the stored form of an encrypted value, ``{"enc": "zcs1.…", "set": [names]}`` (or, sealed by an
+    older zonecat, ``{"enc": "zcs1.…"}``)."""
+    if not isinstance(value, dict) or not isinstance(value.get(_MARKER), str):
+        return False
+    names = value.get(_NAMES, [])
     return (
-        isinstance(value, dict)
-        and len(value) == 1
-        and isinstance(value.get(_MARKER), str)
-        and value[_MARKER].startswith(VERSION + ".")
+        value[_MARKER].startswith(VERSION + ".")
+        and set(value) <= {_MARKER, _NAMES}
+        and isinstance(names, list)
+        and all(isinstance(name, str) for name in names)
     )
+
+
+def names_set(stored: Any) -> frozenset[str] | None:
+    """The keys whose value is not null in a write-only column's value as stored, sealed or not, without opening
+    it; None when that cannot be known without opening it (sealed before the names were kept beside the token)."""
+    if is_sealed(stored):
+        names = stored.get(_NAMES)
+        return None if names is None else frozenset(names)
+    if isinstance(stored, dict):
+        return frozenset(name for name, item in stored.items() if item is not None)
+    return frozenset()
 
 
 class EncryptedJSON(sa.types.TypeDecorator[Any]):
@@ -237,7 +259,10 @@ class EncryptedJSON(sa.types.TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
         if value is None or value == {}:
             return value
-        return {_MARKER: _box(dialect).encrypt(value, self.purpose)}
+        sealed: dict[str, Any] = {_MARKER: _box(dialect).encrypt(value, self.purpose)}
+        if isinstance(value, dict):
+            sealed[_NAMES] = sorted(name for name, item in value.items() if item is not None)
+        return sealed
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
         if not is_sealed(value):
