@@ -97,6 +97,22 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError(f"zonecat serve did not answer within {timeout}s; see {self.log_path}")
 
+    def children(self) -> list[int]:
+        """The pids of the server's child processes (its worker process)."""
+        if self.process is None:
+            return []
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # exited meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                found.append(int(entry.name))
+        return found
+
     def kill(self) -> None:
         """SIGKILL: no cleanup of any kind happens in the server."""
         if self.process is not None and self.process.poll() is None:

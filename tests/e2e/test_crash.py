@@ -8,6 +8,8 @@ the session server alone.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,10 +24,10 @@ from conftest import Server  # tests/e2e has no __init__.py: pytest puts it on s
 
 from tests.paging import all_items
 
-# SPEED_MARGIN: each test kills the server once so many steps have ended, and needs the task still running when
-# the SIGKILL lands. A step takes ~1.5 ms, and a loaded CI machine can take a few hundred ms between the poll that
-# saw the count and the kill, so the tests leave hundreds of steps (~1 s of work) after each kill point: 240
-# entities killed at the 120th once completed first in CI.
+# Each test kills the server once so many steps have ended, and needs the task still running when the SIGKILL
+# lands. Steps are fast (a 500-entity delete can take 60 ms), faster than a poll and a kill on a loaded machine:
+# ``wait_for`` therefore pauses the worker process (SIGSTOP) while it reads the events, and lets it run only in
+# short slices between reads, so the task cannot finish between the read that saw the count and the kill.
 LEASE_ENV = {"ZONECAT_LEASE_SECONDS": "2", "ZONECAT_HEARTBEAT_SECONDS": "0.5", "ZONECAT_POLL_SECONDS": "0.2"}
 
 
@@ -111,18 +113,33 @@ class EventReader:
 
 
 def wait_for(server: Server, reader: EventReader, action: str, at_least: int, timeout: float = 30.0) -> int:
-    """Poll the events until ``at_least`` steps ended with ``action``; fail if the task finished first."""
+    """Poll the events until ``at_least`` steps ended with ``action``, then return with the server's worker process
+    paused (SIGSTOP), so the task is still running when the caller kills the server (a SIGKILL ends a stopped
+    process too). Between polls the worker runs for ``SLICE_SECONDS`` only. Fails if the task finished first."""
+    workers = server.children()
+    assert workers, "the server has no worker process to pause"
     deadline = time.monotonic() + timeout
     with server.client() as http:
         while time.monotonic() < deadline:
+            _signal_all(workers, signal.SIGSTOP)
             reader.refresh(http)
             done = reader.count(action)
-            if done >= at_least:
-                return done
             finished = [e for e in reader.events if e["kind"] == "status" and e["status"] in ("completed", "failed")]
             assert not finished, f"the task finished before {at_least} steps were {action}: too fast to interrupt"
-            time.sleep(0.02)
+            if done >= at_least:
+                return done
+            _signal_all(workers, signal.SIGCONT)
+            time.sleep(SLICE_SECONDS)
+    _signal_all(workers, signal.SIGCONT)
     raise AssertionError(f"fewer than {at_least} steps {action} within {timeout}s")
+
+
+SLICE_SECONDS = 0.005
+
+
+def _signal_all(pids: list[int], signum: signal.Signals) -> None:
+    for pid in pids:
+        os.kill(pid, signum)
 
 
 def all_entities(http: httpx.Client, zone: str, **params: str) -> list[dict[str, Any]]:
@@ -210,7 +227,7 @@ def test_create_and_delete_of_500_entities_resume_after_sigkill(crash_server: Se
 
 
 def test_kill_during_rollback_ends_failed_with_nothing_left(crash_server: Server) -> None:
-    count, fail_at = 1000, 990  # a wide margin of steps left after the kill: see SPEED_MARGIN
+    count, fail_at = 1000, 990
     zone = crash_server.new_zone()
     with crash_server.client() as http:
         # An unmanaged secret the package adopts on the way: the rollback must leave it alone.
@@ -244,7 +261,7 @@ def test_kill_during_rollback_ends_failed_with_nothing_left(crash_server: Server
 
 
 def test_kill_before_a_failure_resumes_then_rolls_back(crash_server: Server) -> None:
-    count, fail_at = 1000, 990  # a wide margin of steps left after the kill: see SPEED_MARGIN
+    count, fail_at = 1000, 990
     zone = crash_server.new_zone()
     with crash_server.client() as http:
         package_id = release(http, zone, chain_manifest("Crash Late Failure", count, fail_at=fail_at))
@@ -266,7 +283,7 @@ def test_kill_before_a_failure_resumes_then_rolls_back(crash_server: Server) -> 
 
 
 def test_a_resumed_task_survives_a_second_kill(crash_server: Server) -> None:
-    count = 1000  # a wide margin of steps left after each kill: see SPEED_MARGIN
+    count = 1000
     zone = crash_server.new_zone()
     with crash_server.client() as http:
         package_id = release(http, zone, chain_manifest("Crash Twice", count))
@@ -308,6 +325,7 @@ def test_graceful_stop_hands_the_task_back_at_once(tmp_path: Path) -> None:
             accepted = http.post(f"/zones/{zone}/installs", json={"package_id": package_id})
             task_id = accepted.json()["id"]
         wait_for(server, EventReader(zone, task_id), "created", 30)
+        _signal_all(server.children(), signal.SIGCONT)  # a paused worker could not answer the SIGTERM
         server.stop()  # SIGTERM: the worker finishes its current step and releases the task
         server.start()
         reader = EventReader(zone, task_id)
