@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.api.conftest import Api
 from tests.api.helpers import CALENDAR, CREDS, GOOGLE_ISSUER, assert_error, fields
 from zonecat.store import entities as entity_store
 from zonecat.store.database import Database
+from zonecat.store.schema import entities
 from zonecat.store.secrets import SecretBox, generate_key
 
 COMMON = {"id", "organization_id", "zone_id", "slug", "owner_type", "created_at", "updated_at"}
@@ -146,6 +148,7 @@ def test_an_entity_whose_secret_cannot_be_opened_is_still_read_listed_replaced_a
     assert api.get(f"/zones/{zone}/entities/{provider['id']}").json()["attributes"]["client_secret_set"] is True
     assert [item["id"] for item in api.get(base).json()["items"]] == [provider["id"]]
     # A PATCH that would keep it cannot: 409, naming the field, so the client can send a new one.
+    assert_error(api.patch(path, json={"name": ""}), 400, "validation_error", path)  # invalid anyway: said first
     body = assert_error(api.patch(path, json={"name": "B"}), 409, "conflict", path)
     assert "client_secret" in body["message"] and [d["field"] for d in body["details"]] == ["client_secret"]
     assert api.get(path).json()["name"] == "A"
@@ -160,6 +163,30 @@ def test_an_entity_whose_secret_cannot_be_opened_is_still_read_listed_replaced_a
     _seal_with_another_key(api, provider["id"], {"client_secret": "SEALED-ELSEWHERE"})
     assert api.delete(path).status_code == 204
     assert_error(api.get(path), 404, "not_found")
+
+
+def test_a_patch_keeps_the_stored_secret_whatever_the_names_beside_it_say(api: Api) -> None:
+    # The names stored in clear beside the sealed value only tell reads what is set; what a PATCH keeps is
+    # decided from the opened value, so a wrong name list (edited in the database) loses nothing.
+    zone = api.new_zone()
+    base = f"/zones/{zone}/providers"
+    provider = api.post(base, json={"identifier": "https://a.example", "name": "A", "client_secret": "KEEP"}).json()
+    with api.db.write() as conn:
+        stored = entity_store.get_entity(conn, zone, provider["id"])
+        assert stored is not None
+        conn.execute(
+            entities.update()
+            .where(entities.c.id == provider["id"])
+            .values(secret_attributes=sa.type_coerce({**stored["secret_attributes"], "set": []}, sa.JSON))
+        )
+    assert "client_secret_set" not in api.get(f"{base}/{provider['id']}").json()
+    assert api.patch(f"{base}/{provider['id']}", json={"name": "B"}).status_code == 200
+    with api.db.read() as conn:
+        kept = entity_store.get_entity(conn, zone, provider["id"])
+    assert kept is not None
+    assert entity_store.unseal_secret_attributes(api.db.engine.dialect, kept["secret_attributes"]) == {
+        "client_secret": "KEEP"
+    }
 
 
 def test_an_install_whose_entity_secret_cannot_be_opened_still_uninstalls(api: Api) -> None:

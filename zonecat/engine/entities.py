@@ -13,7 +13,6 @@ from zonecat.domain import schemas
 from zonecat.domain.entity_types import EntityType
 from zonecat.domain.manifest import slugify
 from zonecat.engine.access import Principal
-from zonecat.engine.views import write_only_set
 from zonecat.ids import new_id
 from zonecat.store import entities as entity_store
 from zonecat.store.database import Database
@@ -129,24 +128,31 @@ def update_entity(
 
 
 def _kept_secrets(db: Database, entity_type: EntityType, row: Row, body: Row) -> Row:
-    """The stored write-only values a PATCH keeps (those its body does not name), opened only when there are any:
-    a PATCH that replaces every one of them works even where the stored ones cannot be opened (another key)."""
-    kept = write_only_set(entity_type, row["secret_attributes"]) - body.keys()
-    if not kept:
+    """The stored write-only values a PATCH keeps (those its body does not name), opened only when there can be
+    any: a PATCH that replaces every one of them works even where the stored ones cannot be opened (another key).
+    What is kept is decided from the opened value, not from the names stored in clear beside it (a display hint
+    no key authenticates)."""
+    stored = row["secret_attributes"]
+    if not stored or entity_type.write_only <= body.keys():
         return {}
     try:
-        opened = entity_store.unseal_secret_attributes(db.engine.dialect, row["secret_attributes"])
+        opened = entity_store.unseal_secret_attributes(db.engine.dialect, stored)
     except SecretUnreadable as exc:
         # Sealed with another key (or damaged): what the PATCH would keep is lost to this server. The client can
-        # still replace it; the operator learns why from the log (the key ids are not the client's business).
+        # still replace it; the operator learns why from the log (the key ids are not the client's business). A
+        # body that is invalid anyway is told so first, as it would be with the value opened.
+        _validated(entity_type, {k: v for k, v in {**row["attributes"], **body}.items() if v is not None})
+        names = ", ".join(sorted(entity_type.write_only - body.keys()))
         log.warning("a stored write-only value cannot be opened", extra={"entity_id": row["id"], "error": str(exc)})
-        names = ", ".join(sorted(kept))
         raise errors.Conflict(
             f"the stored {names} of {entity_type.name} {row['id']} cannot be opened with this server's secret key; "
             f"send {names} to replace it",
-            [errors.Detail(name, "stored value cannot be opened; send a new one", "conflict") for name in sorted(kept)],
+            [
+                errors.Detail(name, "stored value cannot be opened; send a new one", "conflict")
+                for name in sorted(entity_type.write_only - body.keys())
+            ],
         ) from exc
-    return {k: v for k, v in opened.items() if k in kept}
+    return {k: v for k, v in opened.items() if k not in body}
 
 
 def delete_entity(db: Database, principal: Principal, zone_id: str, entity_type: EntityType, entity_id: str) -> None:
