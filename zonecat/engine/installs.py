@@ -153,15 +153,19 @@ def _request_install(
 def _read_ahead(
     conn: sa.Connection, principal: Principal, zone_id: str, body: Row
 ) -> tuple[Answer[Row | None], Answer[Row | None] | None]:
-    """The zone and the package the body names (when it names one at all), read together: on PostgreSQL one round
-    trip, the transaction's BEGIN included, where they took three. The answers are judged in the request's order
-    (the zone's 404 first)."""
+    """The zone and the package the body names (when it names one at all), with the package's current version when
+    the body names no version, read together: on PostgreSQL one round trip, the transaction's BEGIN included, where
+    they took four. The answers are judged in the request's order (the zone's 404 first)."""
     ref = body.get("package_id")
     with answered_together(conn):
         zone = zone_store.get_zone_later(conn, principal.organization_id, zone_id)
         package = None
         if isinstance(ref, str) and ref:
-            package = package_store.find_package_brief_later(conn, principal.organization_id, zone_id, ref)
+            organization_id = principal.organization_id
+            if body.get("version") is None:
+                package = package_store.find_package_brief_with_current_later(conn, organization_id, zone_id, ref)
+            else:
+                package = package_store.find_package_brief_later(conn, organization_id, zone_id, ref)
     return zone, package
 
 
@@ -265,7 +269,10 @@ def _prepare(
     if package is None:
         raise errors.NotFound(f"package {package_ref} not found")
     if version_number is None:
-        version = package_store.current_version_brief(conn, package["id"])
+        if "current_version_id" in package:  # read with the package (``_read_ahead``)
+            version = _current_version_of(package)
+        else:
+            version = package_store.current_version_brief(conn, package["id"])
         if version is None:
             raise errors.Conflict(
                 f"package {package['slug']} has no released version to install",
@@ -296,6 +303,13 @@ def _prepare(
     assert isinstance(public, dict)
     secret = {k: v for k, v in validated.items() if k not in public or public[k] != v}
     return _Prepared(package, version, public, secret)
+
+
+def _current_version_of(package: Row) -> Row | None:
+    """The current version as ``current_version_brief`` gives it, from a package read with it."""
+    if package["current_version_id"] is None:
+        return None
+    return {"id": package["current_version_id"], "version": package["current_version"], "archived_at_ms": None}
 
 
 def _insert_task(

@@ -55,6 +55,35 @@ _FIND_PACKAGE_BRIEF = Prepared(
     )
     .order_by(_ZONE_FIRST)
 )
+
+
+def _current(column: sa.Column[Any]) -> sa.ScalarSelect[Any]:
+    """``column`` of the current version (the newest unarchived) of the package of the enclosing query's row."""
+    return (
+        sa.select(column)
+        .where(package_versions.c.package_id == packages.c.id, package_versions.c.archived_at_ms.is_(None))
+        .order_by(package_versions.c.version.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+# ``_FIND_PACKAGE_BRIEF`` with its current version's id and number (None when it has none), in one statement: an
+# install request that names no version reads both in one round trip, in one snapshot.
+_FIND_PACKAGE_BRIEF_WITH_CURRENT = Prepared(
+    sa.select(
+        *_PACKAGE_BRIEF,
+        _current(package_versions.c.id).label("current_version_id"),
+        _current(package_versions.c.version).label("current_version"),
+    )
+    .where(
+        packages.c.organization_id == sa.bindparam("organization_id"),
+        packages.c.zone_key.in_([GLOBAL, sa.bindparam("zone_id")]),
+        sa.or_(packages.c.id == sa.bindparam("ref"), packages.c.slug == sa.bindparam("ref")),
+    )
+    .order_by(_ZONE_FIRST)
+    .limit(1)
+)
 _CURRENT_VERSION_BRIEF = Prepared(
     sa.select(*_VERSION_BRIEF)
     .where(package_versions.c.package_id == sa.bindparam("package_id"), package_versions.c.archived_at_ms.is_(None))
@@ -78,6 +107,15 @@ def find_package_brief_later(conn: sa.Connection, organization_id: str, zone_id:
     """``find_package_brief``, read when asked for (see ``prepared.answered_together``)."""
     params = {"organization_id": organization_id, "zone_id": zone_id, "ref": ref}
     return _FIND_PACKAGE_BRIEF.first_later(conn, params)
+
+
+def find_package_brief_with_current_later(
+    conn: sa.Connection, organization_id: str, zone_id: str, ref: str
+) -> Answer[Row | None]:
+    """``find_package_brief`` plus ``current_version_id`` and ``current_version`` (both None without a current
+    version), read when asked for (see ``prepared.answered_together``)."""
+    params = {"organization_id": organization_id, "zone_id": zone_id, "ref": ref}
+    return _FIND_PACKAGE_BRIEF_WITH_CURRENT.first_later(conn, params)
 
 
 def current_version_brief(conn: sa.Connection, package_id: str) -> Row | None:
