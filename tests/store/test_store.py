@@ -965,7 +965,10 @@ def test_a_journal_numbers_its_events_after_the_counter_and_writes_nothing_once_
         task_store.insert_task(conn, task, {"kind": "status", "status": "pending"})  # event 1
         assert task_store.claim_announced(conn, "w1", now=100, lease_ms=50) is not None  # event 2
     step = {"local_name": "e0", "entity_type": "secret"}
-    done = {**step, "kind": "step_done", "action": "created", "entity_id": "ent_1", "href": "/e/1", "message": "ok"}
+    # A message with what a text array or JSON must escape: quotes, backslashes, braces, commas, NULL-like words,
+    # a newline and characters beyond ASCII.
+    message = 'ok "quoted" \\ {brace}, NULL null [1] \u00e9 \u2713\nnext line'
+    done = {**step, "kind": "step_done", "action": "created", "entity_id": "ent_1", "href": "/e/1", "message": message}
     with db.write() as conn:
         assert task_store.journal(conn, task["id"], "w1", 200, 50, [{**step, "kind": "step_started"}, done])
         assert not task_store.journal(conn, task["id"], "w2", 210, 50, [{"kind": "status", "status": "x"}])

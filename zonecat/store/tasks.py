@@ -455,20 +455,17 @@ _JOURNALED_COLUMNS = ("kind", *_EVENT_COLUMNS)
 @functools.cache
 def _journal_in_one(names: tuple[str, ...]) -> Prepared:
     """PostgreSQL: the guarded update of ``_guard_statement(names)`` and the insert of its events, numbered from the
-    counter it returns (``event_<column>``: one array per column, in event order), as one statement. It returns
-    the counter, or no row (and inserts nothing) when the worker no longer owns the task."""
+    counter it returns (``events``: one JSON array of the event rows, each with its ``ordinal`` from 1), as one
+    statement. It returns the counter, or no row (and inserts nothing) when the worker no longer owns the task."""
     guarded = _guard_statement(names).cte("guarded")
+    # One JSON parameter rather than one text array per column: psycopg dumps it in a fifth of the time (12 µs
+    # against 67 for four events), and that is paid on every batch of entity steps. Every column is unbounded
+    # text, as a plain insert's parameters are: a value too long for its column is refused by the insert, not cut
+    # short on the way.
     event = (
-        sa.func.unnest(
-            *(
-                # Unbounded text, as a plain insert's parameters are: a value too long for its column is then
-                # refused by the insert, not cut short by the cast.
-                sa.cast(sa.bindparam(f"event_{name}"), postgresql.ARRAY(sa.Text))
-                for name in _JOURNALED_COLUMNS
-            )
-        )
-        .table_valued(*_JOURNALED_COLUMNS, with_ordinality="ordinal")
-        .render_derived(name="event")
+        sa.func.json_to_recordset(sa.bindparam("events", type_=postgresql.JSON))
+        .table_valued(*(sa.column(name, sa.Text) for name in _JOURNALED_COLUMNS), sa.column("ordinal", sa.Integer))
+        .render_derived(name="event", with_types=True)
     )
     journaled = (
         task_events.insert()
@@ -524,7 +521,10 @@ def journal_later(
     if rows and conn.dialect.name == "postgresql":
         # The event numbers follow from the counter the guarded update moves: one statement, no answer awaited.
         params["at"] = now
-        params.update({f"event_{name}": [row[name] for row in rows] for name in _JOURNALED_COLUMNS})
+        params["events"] = [
+            {**{name: row[name] for name in _JOURNALED_COLUMNS}, "ordinal": ordinal}
+            for ordinal, row in enumerate(rows, start=1)
+        ]
         return _journal_in_one(names).first_later(conn, params).then(lambda found: found is not None)
     last = (_guard_changing(names) if names else _GUARD_AND_RESERVE).scalar(conn, params)
     if last is None:
