@@ -68,6 +68,14 @@ def test_unauthenticated_requests_are_401(api: Api) -> None:
         for body in (b"{not json", b"[1, 2]", b""):
             response = api.client.post(f"/zones/{zone}/installs", headers=headers, content=body)
             assert_error(response, 401, "unauthorized")
+        # Also where the zone or the package does not exist (on PostgreSQL all three are read in one round trip).
+        missing_zone = api.client.post("/zones/zon_missing/installs", headers=headers, json={"package_id": "pkg_x"})
+        assert_error(missing_zone, 401, "unauthorized")
+        assert_error(
+            api.client.post(f"/zones/{zone}/installs", headers=headers, json={"package_id": "pkg_missing"}),
+            401,
+            "unauthorized",
+        )
         assert_error(api.client.delete(f"/zones/{zone}/installs/ins_missing", headers=headers), 401, "unauthorized")
         assert_error(api.client.delete("/zones/zon_missing/installs/ins_missing", headers=headers), 401, "unauthorized")
         # Also a body over the size limit without a Content-Length (chunked), which only reading it reveals.
@@ -93,6 +101,10 @@ def test_revoked_token_is_refused_immediately(api: Api) -> None:
     assert api.delete(f"/tokens/{token['id']}").status_code == 204
     assert_error(api.get("/zones", headers=bearer(token["token"])), 401, "unauthorized")
     assert_error(api.post("/zones", headers=bearer(token["token"]), json={"name": "z"}), 401, "unauthorized")
+    zone = api.new_zone()
+    install = api.post(f"/zones/{zone}/installs", headers=bearer(token["token"]), json={"package_id": CALENDAR})
+    assert_error(install, 401, "unauthorized")
+    assert api.get(f"/zones/{zone}/installs").json()["items"] == []
 
 
 def test_non_admin_tokens_cannot_manage_tokens(api: Api) -> None:
