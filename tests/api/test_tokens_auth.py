@@ -78,6 +78,9 @@ def test_unauthenticated_requests_are_401(api: Api) -> None:
         )
         assert_error(api.client.delete(f"/zones/{zone}/installs/ins_missing", headers=headers), 401, "unauthorized")
         assert_error(api.client.delete("/zones/zon_missing/installs/ins_missing", headers=headers), 401, "unauthorized")
+        # Also a body holding an integer too long for Python to read (a ValueError, not a JSONDecodeError).
+        too_long = b'{"package_id": "x", "n": ' + b"1" * 5000 + b"}"
+        assert_error(api.client.post(f"/zones/{zone}/installs", headers=headers, content=too_long), 401, "unauthorized")
         # Also a body over the size limit without a Content-Length (chunked), which only reading it reveals.
         oversized = api.client.post(f"/zones/{zone}/installs", headers=headers, content=_chunks(2 * 1024 * 1024))
         assert_error(oversized, 401, "unauthorized")
@@ -87,6 +90,8 @@ def test_unauthenticated_requests_are_401(api: Api) -> None:
     admin = bearer(ADMIN_TOKEN)
     too_large = api.client.post(f"/zones/{zone}/installs", headers=admin, content=_chunks(2 * 1024 * 1024))
     assert_error(too_large, 400, "bad_request")
+    too_long = b'{"package_id": "x", "n": ' + b"1" * 5000 + b"}"
+    assert_error(api.client.post(f"/zones/{zone}/installs", headers=admin, content=too_long), 400, "bad_request")
 
 
 def _chunks(size: int, chunk: int = 64 * 1024) -> Iterator[bytes]:

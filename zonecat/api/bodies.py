@@ -62,6 +62,10 @@ def parse_json_body(raw: bytes, required: bool = True) -> Any:
             "the request body is not valid JSON",
             [errors.Detail("body", f"{exc.msg} at line {exc.lineno} column {exc.colno}", "bad_request")],
         ) from exc
+    except ValueError as exc:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise errors.BadRequest(
+            "the request body holds a number too long to read", [errors.Detail("body", str(exc), "bad_request")]
+        ) from exc
     if "\\u0000" in text or _SURROGATE_ESCAPE.search(text):
         _reject_unstorable(value, "body")
     return value

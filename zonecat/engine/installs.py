@@ -104,7 +104,9 @@ def _replay_after_race(db: Database, principal: Principal, info: RequestInfo) ->
 def request_install(
     db: Database, principal: Principal, zone_id: str, body: Row, info: RequestInfo, max_inputs_bytes: int
 ) -> tuple[Row, bool]:
-    """Create the install and its pending create task. Returns (task, created) — not created on a replay."""
+    """Create the install and its pending create task. Returns (task, created) — not created on a replay.
+    ``principal`` was judged before; the API's PostgreSQL path judges the token read with the request's other reads
+    instead (``request_install_admitting``)."""
     try:
         with db.request_turn():
             task, created = _request_install(db, principal, zone_id, body, info, max_inputs_bytes)
@@ -121,10 +123,11 @@ def request_install(
 @dataclass(frozen=True)
 class Admission:
     """An install request whose token is read in the first round trip of its transaction, with the zone and the
-    package (PostgreSQL, where each round trip costs): ``admit`` judges the token row read (401, 429, 403), then
-    the body (its 400s), in that order, as a request whose token was read alone; it returns the principal, the body
-    and the request's idempotency facts. ``package_ref`` and ``version`` are the body's ``package_id`` and
-    ``version`` as sent (None when the body did not parse): what the reads ahead of the judgement need."""
+    package (PostgreSQL, where each round trip costs): ``admit`` judges the token row read (401, 429, then 403 or
+    the 404 of a zone the token may not see), then the body (its 400s), in that order, as a request whose token was
+    read alone; it returns the principal, the body and the request's idempotency facts. ``package_ref`` and
+    ``version`` are the body's ``package_id`` and ``version`` as sent (None when the body was not parsed ahead of
+    the judgement: invalid, or larger than the route parses before it): what the reads ahead of it need."""
 
     token_hash: str
     package_ref: object

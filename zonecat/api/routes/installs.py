@@ -153,6 +153,11 @@ def _task_missing(reader: DirectReader, organization_id: str, zone_id: str, task
     return errors.NotFound(f"task {task_id} not found")
 
 
+# An install request's body is a package id and its inputs: well under this. A body up to this size is parsed before
+# its token is judged (tens of µs), so that its package can be read in the same round trip as the token.
+PARSE_AHEAD_BYTES = 4 * 1024
+
+
 def _install_admitting(
     request: Request,
     ctx: AppContext,
@@ -162,10 +167,13 @@ def _install_admitting(
     request_id: str,
 ) -> tuple[dict[str, Any], bool]:
     """An install request whose token was not read on the event loop (PostgreSQL): the token is read in the first
-    round trip of the request's transaction, with the zone and the package, and judged before anything else is,
-    then the body (``install_service.Admission``)."""
+    round trip of the request's transaction, with the zone and the package, and judged before anything is
+    answered, then the body (``install_service.Admission``). The package to read is the body's: a body of a few
+    KiB (any install request's) is parsed ahead for it, its errors kept for after the token's; a larger one is
+    parsed only once the token is judged (a client without a token cannot make the server parse a MiB), and its
+    package is then read in a round trip of its own."""
     body: dict[str, Any] | None = None
-    if body_error is None:
+    if body_error is None and len(raw) <= PARSE_AHEAD_BYTES:
         try:
             body = require_object(parse_json_body(raw))
         except errors.ZonecatError as exc:
@@ -176,8 +184,8 @@ def _install_admitting(
         principal.require_write(zone_id)
         if body_error is not None:
             raise body_error
-        assert body is not None
-        return principal, body, request_info(request, body, request_id)
+        judged = body if body is not None else require_object(parse_json_body(raw))
+        return principal, judged, request_info(request, judged, request_id)
 
     admission = install_service.Admission(
         token_hash=bearer_token_hash(request),
