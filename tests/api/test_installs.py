@@ -101,21 +101,20 @@ def test_install_by_package_id_and_explicit_version(api: Api) -> None:
     assert fields(assert_error(response, 400, "validation_error")) == ["version"]
 
 
-def test_a_large_install_body_is_read_after_its_token_and_installs_the_same(api: Api) -> None:
-    # On PostgreSQL a body of a few KiB is parsed ahead of the token's judgement, to read its package in the same
-    # round trip; a larger one only after it. Both install the same, by package id or slug, with or without version.
+def test_a_large_install_body_installs_the_same(api: Api) -> None:
+    # A body padded with 20 KB of whitespace installs the same, by package id or slug, with or without a version.
     zone = api.new_zone()
     package = create_package(api, zone, simple_manifest("Padded"))
     for extra in ({}, {"version": 1}):
         for ref in (package["id"], package["slug"]):
             body = json.dumps({"package_id": ref, "inputs": {"app_name": "a"}, **extra})
-            padded = body[:-1] + " " * 8192 + "}"
+            padded = body[:-1] + " " * 20_000 + "}"
             response = api.client.post(
                 f"/zones/{zone}/installs", headers={**api.auth, "Content-Type": "application/json"}, content=padded
             )
             assert response.status_code == 202, response.text
             assert api.wait_task(zone, response.json()["id"])["status"] == "completed"
-    unknown = body[:-1].replace(package["slug"], "no-such-package") + " " * 8192 + "}"
+    unknown = body[:-1].replace(package["slug"], "no-such-package") + " " * 20_000 + "}"
     response = api.client.post(f"/zones/{zone}/installs", headers=api.auth, content=unknown)
     assert_error(response, 404, "not_found")
 

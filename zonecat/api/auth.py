@@ -86,10 +86,10 @@ async def authenticate(request: Request) -> Principal:
 
 
 async def writer_cheaply(request: Request, zone_id: str) -> Principal | None:
-    """The principal, allowed to write in ``zone_id``, where the token read is cheap on the event loop (SQLite); None on
-    PostgreSQL, where the route reads and checks it inside the thread-pool hop it makes for its own work: an install
-    request with its first round trip (``install_service.Admission``), a delete with ``writer_here``. A hop costs ~290
-    µs of CPU on the benchmark VM (each thread wake-up is expensive there), a fifth of an install request."""
+    """The principal, allowed to write in ``zone_id``, where the token read is cheap on the event loop (SQLite);
+    None on PostgreSQL, where the route reads and checks it with ``writer_here`` inside the thread-pool hop it
+    makes for its own work. A hop costs ~290 µs of CPU on the benchmark VM (each thread wake-up is expensive
+    there), a fifth of an install request."""
     if not app_context(request).db.direct.loop_capable:
         return None
     principal = await authenticate(request)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,9 +103,7 @@ def _replay_after_race(db: Database, principal: Principal, info: RequestInfo) ->
 def request_install(
     db: Database, principal: Principal, zone_id: str, body: Row, info: RequestInfo, max_inputs_bytes: int
 ) -> tuple[Row, bool]:
-    """Create the install and its pending create task. Returns (task, created) — not created on a replay.
-    ``principal`` was judged before; the API's PostgreSQL path judges the token read with the request's other reads
-    instead (``request_install_admitting``)."""
+    """Create the install and its pending create task. Returns (task, created) — not created on a replay."""
     try:
         with db.request_turn():
             task, created = _request_install(db, principal, zone_id, body, info, max_inputs_bytes)
@@ -118,71 +115,6 @@ def request_install(
     if created:
         _log_created(task)
     return task, created
-
-
-@dataclass(frozen=True)
-class Admission:
-    """An install request whose token is read in the first round trip of its transaction, with the zone and the
-    package (PostgreSQL, where each round trip costs): ``admit`` judges the token row read (401, 429, then 403 or
-    the 404 of a zone the token may not see), then the body (its 400s), in that order, as a request whose token was
-    read alone; it returns the principal, the body and the request's idempotency facts. ``package_ref`` and
-    ``version`` are the body's ``package_id`` and ``version`` as sent (None when the body was not parsed ahead of
-    the judgement: invalid, or larger than the route parses before it): what the reads ahead of it need."""
-
-    token_hash: str
-    package_ref: object
-    version: object
-    admit: Callable[[Row | None], tuple[Principal, Row, RequestInfo]]
-
-
-def request_install_admitting(
-    db: Database, admission: Admission, zone_id: str, max_inputs_bytes: int
-) -> tuple[Row, bool]:
-    """``request_install`` for a request whose token is judged by ``admission`` once read with the zone and the
-    package, in one round trip where that took two."""
-    admitted: list[tuple[Principal, RequestInfo]] = []  # known once the token is judged: a lost race's replay
-    try:
-        task, created = _request_install_admitting(db, admission, zone_id, max_inputs_bytes, admitted)
-    except sa.exc.IntegrityError:
-        replayed = _replay_after_race(db, *admitted[0]) if admitted else None
-        if replayed is None:
-            raise
-        return replayed, False
-    if created:
-        _log_created(task)
-    return task, created
-
-
-def _request_install_admitting(
-    db: Database,
-    admission: Admission,
-    zone_id: str,
-    max_inputs_bytes: int,
-    admitted: list[tuple[Principal, RequestInfo]],
-) -> tuple[Row, bool]:
-    now = now_ms()
-    with db.write() as conn:
-        with answered_together(conn):
-            token = zone_store.token_by_hash_later(conn, admission.token_hash)
-            zone = zone_store.get_zone_of_token_later(conn, admission.token_hash, zone_id)
-            package = None
-            ref = admission.package_ref
-            if isinstance(ref, str) and ref:
-                with_current = admission.version is None
-                package = package_store.find_package_brief_of_token_later(
-                    conn, admission.token_hash, zone_id, ref, with_current
-                )
-        principal, body, info = admission.admit(token.get())
-        admitted.append((principal, info))
-        principal.require_zone(zone_id)
-        found_zone(zone.get(), zone_id)
-        replayed = _replay(conn, principal, info)
-        if replayed is not None:
-            return replayed, False
-        prepared = _decide(conn, principal, zone_id, body, max_inputs_bytes, package)
-        with sent_together(conn):  # the writes and the COMMIT in one round trip
-            task = _insert_request(conn, principal, zone_id, info, new_id("ins", now), prepared, now)
-    return task, True
 
 
 def _request_install(

@@ -10,7 +10,6 @@ from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
 from zonecat.store.prepared import Answer, Prepared
 from zonecat.store.schema import insert_row, installs, package_versions, packages
-from zonecat.store.zones import TOKENS_ORGANIZATION
 
 Row = dict[str, Any]
 GLOBAL = ""
@@ -46,6 +45,18 @@ _PACKAGE_BRIEF = (packages.c.id, packages.c.slug)
 _VERSION_BRIEF = (package_versions.c.id, package_versions.c.version, package_versions.c.archived_at_ms)
 
 
+# Built once, with bound parameters, and run through the driver: an install request makes these reads every time.
+_FIND_PACKAGE_BRIEF = Prepared(
+    sa.select(*_PACKAGE_BRIEF)
+    .where(
+        packages.c.organization_id == sa.bindparam("organization_id"),
+        packages.c.zone_key.in_([GLOBAL, sa.bindparam("zone_id")]),
+        sa.or_(packages.c.id == sa.bindparam("ref"), packages.c.slug == sa.bindparam("ref")),
+    )
+    .order_by(_ZONE_FIRST)
+)
+
+
 def _current(column: sa.Column[Any]) -> sa.ScalarSelect[Any]:
     """``column`` of the current version (the newest unarchived) of the package of the enclosing query's row."""
     return (
@@ -57,36 +68,22 @@ def _current(column: sa.Column[Any]) -> sa.ScalarSelect[Any]:
     )
 
 
-def _package_brief(organization: sa.ColumnElement[Any], with_current: bool) -> Prepared:
-    """The package the parameter ``ref`` names (id or slug; the zone's own before a global one) in ``organization``,
-    id and slug only; ``with_current``, also its current version's id and number (``current_version_id``,
-    ``current_version``; None when it has none), so that an install request naming no version reads both in one
-    statement, one round trip, one snapshot. Built once, with bound parameters, and run through the driver: an
-    install request makes these reads every time."""
-    current = (
-        (
-            _current(package_versions.c.id).label("current_version_id"),
-            _current(package_versions.c.version).label("current_version"),
-        )
-        if with_current
-        else ()
+# ``_FIND_PACKAGE_BRIEF`` with its current version's id and number (None when it has none), in one statement: an
+# install request that names no version reads both in one round trip, in one snapshot.
+_FIND_PACKAGE_BRIEF_WITH_CURRENT = Prepared(
+    sa.select(
+        *_PACKAGE_BRIEF,
+        _current(package_versions.c.id).label("current_version_id"),
+        _current(package_versions.c.version).label("current_version"),
     )
-    return Prepared(
-        sa.select(*_PACKAGE_BRIEF, *current)
-        .where(
-            packages.c.organization_id == organization,
-            packages.c.zone_key.in_([GLOBAL, sa.bindparam("zone_id")]),
-            sa.or_(packages.c.id == sa.bindparam("ref"), packages.c.slug == sa.bindparam("ref")),
-        )
-        .order_by(_ZONE_FIRST)
-        .limit(1)
+    .where(
+        packages.c.organization_id == sa.bindparam("organization_id"),
+        packages.c.zone_key.in_([GLOBAL, sa.bindparam("zone_id")]),
+        sa.or_(packages.c.id == sa.bindparam("ref"), packages.c.slug == sa.bindparam("ref")),
     )
-
-
-_BY_ORGANIZATION: sa.BindParameter[Any] = sa.bindparam("organization_id")
-_FIND_PACKAGE_BRIEF = _package_brief(_BY_ORGANIZATION, with_current=False)
-_FIND_PACKAGE_BRIEF_WITH_CURRENT = _package_brief(_BY_ORGANIZATION, with_current=True)
-_OF_TOKEN = {with_current: _package_brief(TOKENS_ORGANIZATION, with_current) for with_current in (False, True)}
+    .order_by(_ZONE_FIRST)
+    .limit(1)
+)
 _CURRENT_VERSION_BRIEF = Prepared(
     sa.select(*_VERSION_BRIEF)
     .where(package_versions.c.package_id == sa.bindparam("package_id"), package_versions.c.archived_at_ms.is_(None))
@@ -119,15 +116,6 @@ def find_package_brief_with_current_later(
     version), read when asked for (see ``prepared.answered_together``)."""
     params = {"organization_id": organization_id, "zone_id": zone_id, "ref": ref}
     return _FIND_PACKAGE_BRIEF_WITH_CURRENT.first_later(conn, params)
-
-
-def find_package_brief_of_token_later(
-    conn: sa.Connection, token_hash: str, zone_id: str, ref: str, with_current: bool
-) -> Answer[Row | None]:
-    """``find_package_brief_later`` (``with_current``: ``find_package_brief_with_current_later``) in the organization
-    of the token ``token_hash`` (None for an unknown token). Whoever uses the answer judges the token first."""
-    params = {"token_hash": token_hash, "zone_id": zone_id, "ref": ref}
-    return _OF_TOKEN[with_current].first_later(conn, params)
 
 
 def current_version_brief(conn: sa.Connection, package_id: str) -> Row | None:

@@ -47,28 +47,6 @@ def get_zone_later(conn: sa.Connection, organization_id: str, zone_id: str) -> A
     return _GET_ZONE.first_later(conn, {"organization_id": organization_id, "zone_id": zone_id})
 
 
-# The organization of the token whose hash is the parameter ``token_hash`` (NULL for an unknown token): reads made
-# before the token is judged, in the same round trip as the token's own read, name their organization with it.
-TOKENS_ORGANIZATION = (
-    sa.select(tokens.c.organization_id).where(tokens.c.token_hash == sa.bindparam("token_hash")).scalar_subquery()
-)
-_TOKEN_BY_HASH = Prepared(sa.select(tokens).where(tokens.c.token_hash == sa.bindparam("token_hash")))
-_GET_ZONE_OF_TOKEN = Prepared(
-    sa.select(zones).where(zones.c.organization_id == TOKENS_ORGANIZATION, zones.c.id == sa.bindparam("zone_id"))
-)
-
-
-def token_by_hash_later(conn: sa.Connection, token_hash: str) -> Answer[Row | None]:
-    """``token_by_hash``, read when asked for (see ``prepared.answered_together``)."""
-    return _TOKEN_BY_HASH.first_later(conn, {"token_hash": token_hash})
-
-
-def get_zone_of_token_later(conn: sa.Connection, token_hash: str, zone_id: str) -> Answer[Row | None]:
-    """``get_zone`` in the organization of the token ``token_hash`` (None for an unknown token), read when asked
-    for. Whoever uses the answer judges the token first."""
-    return _GET_ZONE_OF_TOKEN.first_later(conn, {"token_hash": token_hash, "zone_id": zone_id})
-
-
 def zone_by_name(conn: sa.Connection, organization_id: str, name: str) -> Row | None:
     query = sa.select(zones).where(zones.c.organization_id == organization_id, zones.c.name == name)
     found = conn.execute(query).first()

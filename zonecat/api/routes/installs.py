@@ -30,8 +30,7 @@ from zonecat.domain.manifest import Manifest
 from zonecat.domain.paging import decimal_digits
 from zonecat.domain.states import InstallStatus
 from zonecat.engine import installs as install_service
-from zonecat.engine.access import Principal, visible_zone
-from zonecat.engine.installs import RequestInfo
+from zonecat.engine.access import visible_zone
 from zonecat.engine.views import entity_href
 from zonecat.store import entities as entity_store
 from zonecat.store import hot
@@ -153,49 +152,6 @@ def _task_missing(reader: DirectReader, organization_id: str, zone_id: str, task
     return errors.NotFound(f"task {task_id} not found")
 
 
-# An install request's body is a package id and its inputs: well under this. A body up to this size is parsed before
-# its token is judged (tens of µs), so that its package can be read in the same round trip as the token.
-PARSE_AHEAD_BYTES = 4 * 1024
-
-
-def _install_admitting(
-    request: Request,
-    ctx: AppContext,
-    zone_id: str,
-    raw: bytes,
-    body_error: errors.ZonecatError | None,
-    request_id: str,
-) -> tuple[dict[str, Any], bool]:
-    """An install request whose token was not read on the event loop (PostgreSQL): the token is read in the first
-    round trip of the request's transaction, with the zone and the package, and judged before anything is
-    answered, then the body (``install_service.Admission``). The package to read is the body's: a body of a few
-    KiB (any install request's) is parsed ahead for it, its errors kept for after the token's; a larger one is
-    parsed only once the token is judged (a client without a token cannot make the server parse a MiB), and its
-    package is then read in a round trip of its own."""
-    body: dict[str, Any] | None = None
-    if body_error is None and len(raw) <= PARSE_AHEAD_BYTES:
-        try:
-            body = require_object(parse_json_body(raw))
-        except errors.ZonecatError as exc:
-            body_error = exc
-
-    def admit(token: dict[str, Any] | None) -> tuple[Principal, dict[str, Any], RequestInfo]:
-        principal = principal_from(request, token)
-        principal.require_write(zone_id)
-        if body_error is not None:
-            raise body_error
-        judged = body if body is not None else require_object(parse_json_body(raw))
-        return principal, judged, request_info(request, judged, request_id)
-
-    admission = install_service.Admission(
-        token_hash=bearer_token_hash(request),
-        package_ref=body.get("package_id") if body is not None else None,
-        version=body.get("version") if body is not None else None,
-        admit=admit,
-    )
-    return install_service.request_install_admitting(ctx.db, admission, zone_id, ctx.settings.max_inputs_bytes)
-
-
 @router.post(
     "/zones/{zone_id}/installs",
     status_code=202,
@@ -224,17 +180,15 @@ async def create_install(request: Request) -> JSONResponse:
     request_id = request_id_of(request)
 
     def work() -> dict[str, Any]:
-        if checked is None:
-            task, created = _install_admitting(request, ctx, zone_id, raw, body_error, request_id)
-        else:
-            if body_error is not None:
-                raise body_error
-            body = require_object(parse_json_body(raw))
-            info = request_info(request, body, request_id)
-            # The zone is checked by request_install, in the transaction that decides the request.
-            task, created = install_service.request_install(
-                ctx.db, checked, zone_id, body, info, ctx.settings.max_inputs_bytes
-            )
+        principal = writer_here(request, zone_id, checked)
+        if body_error is not None:
+            raise body_error
+        body = require_object(parse_json_body(raw))
+        info = request_info(request, body, request_id)
+        # The zone is checked by request_install, in the transaction that decides the request.
+        task, created = install_service.request_install(
+            ctx.db, principal, zone_id, body, info, ctx.settings.max_inputs_bytes
+        )
         if created:
             ctx.wake_worker()
         return _current_view(ctx, task, created)
