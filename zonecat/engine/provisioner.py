@@ -253,7 +253,8 @@ class TaskRun:
         now = now_ms()
         deadline = time.monotonic() + BATCH_SECONDS
         planned: list[Row] = []
-        for _, name in todo[index:]:
+        for position in range(index, len(todo)):  # not todo[index:]: a copy of the rest per batch is O(n^2) in all
+            name = todo[position][1]
             try:
                 attributes = self._entity_attributes(manifest, name, resolved)
             except errors.ZonecatError as exc:
