@@ -11,6 +11,7 @@ from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
 from zonecat.store.prepared import Answer, Prepared
 from zonecat.store.schema import entities, entity_uses, insert_row, installs
+from zonecat.store.secrets import sealed_columns, unseal
 
 Row = dict[str, Any]
 
@@ -20,18 +21,13 @@ Row = dict[str, Any]
 # (``secrets.names_set``). They are opened only where a value is needed, a PATCH that keeps one
 # (``unseal_secret_attributes``), so a key that cannot open them fails that request, never a read, a list, a
 # delete or an uninstall.
-SEALED_COLUMNS: tuple[sa.ColumnElement[Any], ...] = tuple(
-    sa.type_coerce(column, sa.JSON).label(column.name) if column.name == "secret_attributes" else column
-    for column in entities.c
-)
+SEALED_COLUMNS = sealed_columns(entities, "secret_attributes")
 
 
 def unseal_secret_attributes(dialect: sa.Dialect, stored: Any) -> Any:
     """The write-only attributes of an entity read sealed (raises the secret box's errors: a missing or different
     key, an unreadable value)."""
-    column_type = entities.c.secret_attributes.type
-    assert isinstance(column_type, sa.types.TypeDecorator)
-    return column_type.process_result_value(stored, dialect)
+    return unseal(entities.c.secret_attributes, dialect, stored)
 
 
 def insert_entity(conn: sa.Connection, row: Row) -> None:

@@ -12,6 +12,7 @@ from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
 from zonecat.store.prepared import Answer, Prepared
 from zonecat.store.schema import idempotency_keys, insert_row, installs
+from zonecat.store.secrets import sealed_columns, unseal
 
 Row = dict[str, Any]
 
@@ -24,10 +25,7 @@ def insert_install(conn: sa.Connection, row: Row) -> None:
 # create task's own gives. They are opened only by the task that uses them (``unseal_secret_inputs``), where a key
 # that cannot open them fails that one task. Opened by a claim they would fail the claim, and the queue behind it;
 # opened by the API's reads (which never return them), the install could not even be read, listed or deleted.
-SEALED_COLUMNS: tuple[sa.ColumnElement[Any], ...] = tuple(
-    sa.type_coerce(column, sa.JSON).label(column.name) if column.name == "secret_inputs" else column
-    for column in installs.c
-)
+SEALED_COLUMNS = sealed_columns(installs, "secret_inputs")
 _BY_ID = Prepared(sa.select(installs).where(installs.c.id == sa.bindparam("install_id")))
 _SEALED_BY_ID_STATEMENT = sa.select(*SEALED_COLUMNS).where(installs.c.id == sa.bindparam("install_id"))
 _SEALED_BY_ID = Prepared(_SEALED_BY_ID_STATEMENT)
@@ -56,9 +54,7 @@ def sealed_install_by_id(conn: sa.Connection, install_id: str) -> Row | None:
 def unseal_secret_inputs(dialect: sa.Dialect, stored: Any) -> Any:
     """The write-only inputs of an install read sealed, as ``install_by_id`` gives them (raises the secret box's
     errors: a missing or different key, an unreadable value)."""
-    column_type = installs.c.secret_inputs.type
-    assert isinstance(column_type, sa.types.TypeDecorator)
-    return column_type.process_result_value(stored, dialect)
+    return unseal(installs.c.secret_inputs, dialect, stored)
 
 
 def list_installs(conn: sa.Connection, zone_id: str, request: PageRequest, status: str | None = None) -> Page:

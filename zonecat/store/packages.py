@@ -46,7 +46,7 @@ _VERSION_BRIEF = (package_versions.c.id, package_versions.c.version, package_ver
 
 
 # Built once, with bound parameters, and run through the driver: an install request makes these reads every time.
-_FIND_PACKAGE_BRIEF = Prepared(
+_FIND_PACKAGE_BRIEF_STATEMENT = (
     sa.select(*_PACKAGE_BRIEF)
     .where(
         packages.c.organization_id == sa.bindparam("organization_id"),
@@ -55,6 +55,7 @@ _FIND_PACKAGE_BRIEF = Prepared(
     )
     .order_by(_ZONE_FIRST)
 )
+_FIND_PACKAGE_BRIEF = Prepared(_FIND_PACKAGE_BRIEF_STATEMENT)
 
 
 def _current(column: sa.Column[Any]) -> sa.ScalarSelect[Any]:
@@ -71,18 +72,10 @@ def _current(column: sa.Column[Any]) -> sa.ScalarSelect[Any]:
 # ``_FIND_PACKAGE_BRIEF`` with its current version's id and number (None when it has none), in one statement: an
 # install request that names no version reads both in one round trip, in one snapshot.
 _FIND_PACKAGE_BRIEF_WITH_CURRENT = Prepared(
-    sa.select(
-        *_PACKAGE_BRIEF,
+    _FIND_PACKAGE_BRIEF_STATEMENT.add_columns(
         _current(package_versions.c.id).label("current_version_id"),
         _current(package_versions.c.version).label("current_version"),
-    )
-    .where(
-        packages.c.organization_id == sa.bindparam("organization_id"),
-        packages.c.zone_key.in_([GLOBAL, sa.bindparam("zone_id")]),
-        sa.or_(packages.c.id == sa.bindparam("ref"), packages.c.slug == sa.bindparam("ref")),
-    )
-    .order_by(_ZONE_FIRST)
-    .limit(1)
+    ).limit(1)
 )
 _CURRENT_VERSION_BRIEF = Prepared(
     sa.select(*_VERSION_BRIEF)

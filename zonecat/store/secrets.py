@@ -268,3 +268,17 @@ class EncryptedJSON(sa.types.TypeDecorator[Any]):
         if not is_sealed(value):
             return value  # written before encryption at rest: plaintext
         return _box(dialect).decrypt(value[_MARKER], self.purpose)
+
+
+def sealed_columns(table: sa.Table, name: str) -> tuple[sa.ColumnElement[Any], ...]:
+    """Every column of ``table``, its ``EncryptedJSON`` column ``name`` read as the JSON it is stored as (sealed):
+    for the reads that never return the values."""
+    return tuple(sa.type_coerce(column, sa.JSON).label(name) if column.name == name else column for column in table.c)
+
+
+def unseal(column: sa.Column[Any], dialect: sa.Dialect, stored: Any) -> Any:
+    """The value of the ``EncryptedJSON`` ``column`` read sealed (``sealed_columns``), opened (raises the box's
+    errors: a missing or different key, an unreadable value)."""
+    column_type = column.type
+    assert isinstance(column_type, EncryptedJSON)
+    return column_type.process_result_value(stored, dialect)
