@@ -7,6 +7,7 @@ so ordering by id equals ordering by creation time with the id as tie-break.
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -19,6 +20,9 @@ PREFIXES = frozenset({"zon", "pkg", "ver", "drf", "ins", "tsk", "ent", "tok", "r
 
 _lock = threading.Lock()
 _last: dict[str, tuple[int, int]] = {}
+# A forked child (serve's worker process) must not continue its parent's sequence within the same millisecond: both
+# would hand out the same next id. It starts afresh, with randomness of its own.
+os.register_at_fork(after_in_child=_last.clear)
 
 
 def _encode(value: int, width: int) -> str:

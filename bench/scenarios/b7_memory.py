@@ -2,8 +2,11 @@
 client threads through the HTTP API (SQLite). VmRSS of /proc/<pid>/status is read at the start (after one warm-up
 install and delete), when half of the cycles are done, at the end, and every half second for the peak: of the serve
 process (the API) and of its child processes (the worker process `serve` starts, when it starts one). The targets
-are held by the serve process alone and by the whole service (the sum). The sum of the processes' PSS is shown
-beside it (not judged): the RSS sum counts the pages of the shared libraries both processes map (~31 MB) twice.
+are held by the serve process alone and by the whole service, in two measures. The sum of the processes' RSS
+counts every page both map in each of them: the shared libraries' pages, and the modules' memory the worker
+process shares with the API process it was forked from (copy-on-write). The sum of their PSS (read with the RSS,
+from /proc/<pid>/smaps_rollup) counts each page once, split among the processes sharing it: that is the memory the
+service takes on the machine, and what a container's memory limit (its cgroup) counts.
 
 The same cycles are then run against `zonecat serve --in-process-worker`, the one-process shape of the design
 (§7: the API and one worker in one process): its tasks run in threads of the API process, which then shares its
@@ -52,6 +55,7 @@ def _pss_total(pid: int) -> float:
 def _cycles(serve_args: tuple[str, ...], cycles: int) -> dict[str, Any]:
     """Run ``cycles`` install + delete cycles against one `zonecat serve` with ``serve_args``; the readings."""
     samples: list[tuple[float, float, float]] = []
+    pss_samples: list[float] = []
     marks: dict[str, tuple[float, float]] = {}
     pss: dict[str, float] = {}
     with ZonecatServer(serve_args=serve_args) as server:
@@ -72,6 +76,7 @@ def _cycles(serve_args: tuple[str, ...], cycles: int) -> dict[str, Any]:
             started = time.monotonic()
             while not finished.wait(0.5):
                 samples.append((round(time.monotonic() - started, 1), *_rss(server.pid)))
+                pss_samples.append(_pss_total(server.pid))
 
         def client() -> int:
             done = 0
@@ -113,6 +118,7 @@ def _cycles(serve_args: tuple[str, ...], cycles: int) -> dict[str, Any]:
         "total_peak": max([*total.values(), *(api_mb + workers_mb for _, api_mb, workers_mb in samples)]),
         "api_growth": (serve["end"] - serve["half"]) / serve["half"] * 100,
         "total_growth": (total["end"] - total["half"]) / total["half"] * 100,
+        "pss_peak": max([*pss.values(), *pss_samples]),
         "samples": samples,
     }
 
@@ -134,6 +140,7 @@ def _figures(reading: dict[str, Any]) -> dict[str, Any]:
         },
         "rss_peak_mb": {"api": round(reading["api_peak"], 1), "total": round(reading["total_peak"], 1)},
         "pss_total_mb": {name: round(value, 1) for name, value in reading["pss"].items()},
+        "pss_peak_mb": round(reading["pss_peak"], 1),
         "growth_last_half_pct": {"api": round(reading["api_growth"], 2), "total": round(reading["total_growth"], 2)},
         "rss_samples_mb": [(t, round(api_mb, 1), round(workers_mb, 1)) for t, api_mb, workers_mb in reading["samples"]],
     }
@@ -157,7 +164,14 @@ def run(quick: bool) -> Outcome:
             info("serve RSS at end", serve["end"], "MB", f"{workers['end']}; {label}"),
             at_most("serve RSS peak", default["api_peak"], "MB", MAX_RSS_MB, rss_target, "the zonecat serve PID"),
             at_most("serve RSS growth in the last half", default["api_growth"], "%", MAX_GROWTH_PCT, growth_target),
-            at_most("serve + worker processes RSS peak", default["total_peak"], "MB", MAX_RSS_MB, rss_target, whole),
+            at_most(
+                "serve + worker processes RSS peak",
+                default["total_peak"],
+                "MB",
+                MAX_RSS_MB,
+                rss_target,
+                f"{whole}; a page both processes share is counted in each",
+            ),
             at_most(
                 "serve + worker processes growth, last half",
                 default["total_growth"],
@@ -165,7 +179,15 @@ def run(quick: bool) -> Outcome:
                 MAX_GROWTH_PCT,
                 growth_target,
             ),
-            info("serve + worker processes PSS at end", pss["end"], "MB", "shared library pages counted once"),
+            info("serve + worker processes PSS at end", pss["end"], "MB"),
+            at_most(
+                "serve + worker processes PSS peak",
+                default["pss_peak"],
+                "MB",
+                MAX_RSS_MB,
+                f"≤ {MAX_RSS_MB:g} MB",
+                f"{whole}; each page counted once, as a container's memory limit counts it",
+            ),
             info("install + delete cycles", default["cycles_per_s"], "/s", f"{CLIENTS} clients"),
             info(f"{one} RSS at start", single["serve"]["start"], "MB", "one process: API and worker threads"),
             at_most(f"{one} RSS peak", single["total_peak"], "MB", MAX_RSS_MB, rss_target, whole),

@@ -68,6 +68,7 @@ def test_a_killed_worker_process_is_restarted_and_its_task_resumed(tmp_path: Pat
         with server.client() as http:
             package_id = release(http, zone, chain_manifest("restart-chain", 1000))
         first = worker_pid(server)
+        assert Path(f"/proc/{first}/comm").read_text().strip() == "zonecat-worker"
         task_id = install(server, zone, package_id)
         reader = EventReader(zone, task_id)
         wait_for(server, reader, "created", 10)
@@ -75,6 +76,8 @@ def test_a_killed_worker_process_is_restarted_and_its_task_resumed(tmp_path: Pat
         assert gone(first)
         second = worker_pid(server)
         assert second != first
+        # The first was forked by serve at its start; a restart is a new interpreter (serve runs threads by now).
+        assert b"worker" in Path(f"/proc/{second}/cmdline").read_bytes().split(b"\0")
         task = server.wait_task(zone, task_id, timeout=120)
         assert task["status"] == "completed", task
         with server.client() as http:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
@@ -70,6 +71,30 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def migrate_apart(settings: Settings) -> None:
+    """Migrate the SQLite database in a forked child that exits afterwards. Alembic, Mako and the revisions take
+    ~15 MB that a process keeps for its whole life once imported, and the serving process needs none of it. Call
+    only before this process opens the database, with no other thread running: the child inherits no connection.
+    A failure there is left to ``boot()``, which migrates again in this process and reports the error."""
+    from zonecat.store.database import Database
+
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            db = Database(settings.effective_database_url)
+            try:
+                db.migrate()
+            finally:
+                db.dispose()
+            code = 0
+        except BaseException:  # repeated by the parent, which reports it
+            pass
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
 def _settings(**overrides: Any) -> Settings:
     settings = Settings.from_env()
     changes = {key: value for key, value in overrides.items() if value is not None}
@@ -100,16 +125,29 @@ def _listener(db: Database, wake: Callable[[], None]) -> Listener | None:
 )
 def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: int, in_process_worker: bool) -> None:
     """Serve the HTTP API and run tasks in a worker process of its own (SQLite in ZONECAT_DATA_DIR by default)."""
-    import uvicorn
-
-    from zonecat.api.app import create_app
-    from zonecat.api.context import AppContext, RateLimiter
     from zonecat.engine.bootstrap import boot
-    from zonecat.worker.process import WorkerProcess
+    from zonecat.worker.process import WorkerProcess, can_fork
     from zonecat.worker.worker import Worker
 
     settings = _settings(host=host, port=port)
     logs.configure(settings.log_level)
+    concurrency = max(1, worker_threads)
+    threaded = not no_worker and in_process_worker
+    worker_process = WorkerProcess(concurrency) if not no_worker and not threaded else None
+    if worker_process is not None and can_fork():
+        # Now, before the API's modules are imported and before boot() opens the database: the worker process
+        # shares the memory of every module imported so far (the engine's, the store's, their libraries') instead
+        # of a copy of its own, and starts without importing anything. It runs once start() is called below.
+        settle_heap()
+        worker_process.fork(_forked_worker(settings, concurrency))
+    if settings.effective_database_url.startswith("sqlite") and can_fork():
+        migrate_apart(settings)
+
+    import uvicorn
+
+    from zonecat.api.app import create_app
+    from zonecat.api.context import AppContext, RateLimiter
+
     with database_errors():
         db, secret = when_database_answers(lambda: boot(settings), settings.database_wait_seconds)
     if secret is not None:
@@ -118,11 +156,8 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
             f"    export ZONECAT_TOKEN={secret}\n",
             err=True,
         )
-    concurrency = max(1, worker_threads)
-    threaded = not no_worker and in_process_worker
     workers = [Worker(db, settings) for _ in range(concurrency)] if threaded else []
     threads = [threading.Thread(target=w.run, name=f"worker-{i}", daemon=True) for i, w in enumerate(workers)]
-    worker_process = WorkerProcess(concurrency) if not no_worker and not threaded else None
 
     def wake() -> None:
         if worker_process is not None:
@@ -137,7 +172,7 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
         wake_worker=wake,
     )
     if worker_process is not None:
-        worker_process.start()  # boots while the app is built below
+        worker_process.start()  # opens the database while the app is built below
     app = create_app(ctx)
     app.openapi()  # built now, while nothing is served, and frozen with the rest
     settle_heap()
@@ -188,18 +223,27 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
 @click.option("--ready-fd", type=int, default=None, hidden=True, help="Pipe to `serve`: a byte once tasks can run.")
 def worker(concurrency: int, wake_fd: int | None, parent_pid: int | None, ready_fd: int | None) -> None:
     """Run catalog tasks (no API) until SIGTERM."""
-    from zonecat.engine.bootstrap import open_database, open_secret_box
-    from zonecat.store.database import Database
-    from zonecat.worker.process import die_with_parent, listen_to_parent, report_ready
-    from zonecat.worker.worker import Worker
+    from zonecat.worker.process import die_with_parent
 
     if parent_pid is not None:
         die_with_parent(parent_pid)
     settings = Settings.from_env()
     logs.configure(settings.log_level)
+    run_worker(settings, concurrency, wake_fd, ready_fd, started_by_serve=parent_pid is not None)
+
+
+def run_worker(
+    settings: Settings, concurrency: int, wake_fd: int | None, ready_fd: int | None, started_by_serve: bool
+) -> None:
+    """The worker process's life: open the database, run ``concurrency`` workers until SIGTERM or SIGINT."""
+    from zonecat.engine.bootstrap import open_database, open_secret_box
+    from zonecat.store.database import Database
+    from zonecat.worker.process import listen_to_parent, report_ready
+    from zonecat.worker.worker import Worker
+
     with database_errors():
-        if parent_pid is not None:
-            # Started by `serve`, which has just migrated or checked the schema: skip Alembic (most of the start-up).
+        if started_by_serve:
+            # `serve` has just migrated or checked the schema: skip Alembic (most of the start-up).
             db = Database(settings.effective_database_url, secret_box=open_secret_box(settings, create=False))
         else:
             db = when_database_answers(lambda: open_database(settings), settings.database_wait_seconds)
@@ -232,6 +276,19 @@ def worker(concurrency: int, wake_fd: int | None, parent_pid: int | None, ready_
         while thread.is_alive():
             thread.join(timeout=0.5)
     db.dispose()
+
+
+def _forked_worker(settings: Settings, concurrency: int) -> Callable[[int, int, int], None]:
+    """What the forked worker process runs (see ``WorkerProcess.fork``)."""
+
+    def main(wake_fd: int, ready_fd: int, _parent_pid: int) -> None:
+        try:
+            run_worker(settings, concurrency, wake_fd, ready_fd, started_by_serve=True)
+        except click.ClickException as exc:
+            exc.show()
+            raise SystemExit(exc.exit_code) from exc
+
+    return main
 
 
 @click.command()

@@ -10,6 +10,14 @@ pipe: the API writes a byte into it whenever it enqueues a task, which wakes the
 process lives and dies with its parent: it is killed when the parent dies (Linux ``PR_SET_PDEATHSIG``; elsewhere
 it notices the pipe closing), just as in-process worker threads would be. A worker process that exits on its own
 is restarted by the parent.
+
+On Linux the first worker process is forked (``WorkerProcess.fork``) at the start of ``serve``, once the worker's
+modules are imported and before anything else: no thread, no database connection and no socket exists yet. It
+then shares those modules' memory with the API process (copy-on-write; the collector's objects frozen first so
+that neither process's collections write to them) instead of importing its own copy, and it starts without
+importing anything. It waits for ``start()``: the parent migrates the database first. A restart after a crash
+spawns a fresh ``zonecat worker`` instead, since by then the parent runs threads, and forking a process with
+threads can copy a lock some other thread holds.
 """
 
 from __future__ import annotations
@@ -25,10 +33,77 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger("zonecat.worker")
 
 RESTART_DELAY_SECONDS = 1.0
+PROCESS_NAME = b"zonecat-worker"  # /proc/<pid>/comm of a forked worker process (its cmdline is serve's)
+
+
+class Child(Protocol):
+    """What the parent needs of a worker process: ``subprocess.Popen`` for a spawned one, ``Forked`` otherwise."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+class Forked:
+    """A forked child, waited for as ``subprocess.Popen`` waits (any thread may ``poll`` or ``wait``, with a
+    timeout): through a pidfd, readable once the child has exited, and a reap (``waitpid``) under a lock."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._lock = threading.Lock()
+        self._exited = os.pidfd_open(pid)
+
+    def poll(self) -> int | None:
+        with self._lock:
+            if self.returncode is None:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid == self.pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise subprocess.TimeoutExpired(f"worker process {self.pid}", timeout or 0.0)
+            select.select([self._exited], [], [], left)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # never signal a pid that was reaped and may be reused
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        """Close the pidfd (once no thread waits any more)."""
+        os.close(self._exited)
+
+
+def can_fork() -> bool:
+    """True where the first worker process can be forked: Linux with pidfds (5.3+), and only this thread running."""
+    if not sys.platform.startswith("linux") or threading.active_count() != 1 or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
 
 
 class WorkerProcess:
@@ -36,7 +111,8 @@ class WorkerProcess:
 
     def __init__(self, concurrency: int = 1) -> None:
         self.concurrency = concurrency
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: Child | None = None
+        self._go_write: int | None = None  # the forked worker process waits for a byte on this pipe
         self._wake_write: int | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -47,9 +123,37 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    def fork(self, main: Callable[[int, int, int], None]) -> None:
+        """Fork the first worker process now; it calls ``main(wake_fd, ready_fd, parent_pid)`` once ``start()`` is
+        called, and its exit code is 0 when ``main`` returns, 1 when it raises (logged), or what SystemExit says.
+        Call only while this is the process's one thread (``can_fork``)."""
+        wake_read, wake_write = os.pipe()
+        ready_read, ready_write = os.pipe()
+        go_read, go_write = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            for fd in (wake_write, ready_read, go_write):
+                os.close(fd)
+            _run_forked(main, go_read, wake_read, ready_write, parent)
+        for fd in (wake_read, ready_write, go_read):
+            os.close(fd)
+        os.set_blocking(wake_write, False)
+        with self._lock:
+            self._process, self._wake_write, self._ready_read = Forked(pid), wake_write, ready_read
+        self._go_write = go_write
+        log.info("worker process forked", extra={"pid": pid})
+
     def start(self) -> None:
-        """Start the worker process and the thread that restarts it if it exits on its own."""
-        self._spawn()
+        """Let the forked worker process run (or spawn one), and start the thread that restarts it if it exits on
+        its own."""
+        if self._go_write is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._go_write, b"\x01")
+            os.close(self._go_write)
+            self._go_write = None
+        else:
+            self._spawn()
         # The supervisor also owns every respawn: PR_SET_PDEATHSIG fires when the *thread* that forked the child
         # ends, so children are only forked by threads that outlive them (the main thread or this one).
         self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
@@ -88,11 +192,13 @@ class WorkerProcess:
         os.close(read_end)
         os.close(ready_write)
         with self._lock:
-            old, old_ready = self._wake_write, self._ready_read
+            old, old_ready, old_process = self._wake_write, self._ready_read, self._process
             self._process, self._wake_write, self._ready_read = process, write_end, ready_read
         for fd in (old, old_ready):
             if fd is not None:
                 os.close(fd)
+        if isinstance(old_process, Forked):
+            old_process.close()  # reaped by the supervisor, which spawns this one
         log.info("worker process started", extra={"pid": process.pid})
 
     def _supervise(self) -> None:
@@ -120,6 +226,9 @@ class WorkerProcess:
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM: the worker finishes its current entity step, hands its task back and exits."""
         self._stopping.set()
+        if self._go_write is not None:  # forked and never started: the closed pipe ends it
+            os.close(self._go_write)
+            self._go_write = None
         process = self._process
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -131,6 +240,8 @@ class WorkerProcess:
                 process.wait()
         if self._supervisor is not None:
             self._supervisor.join(timeout=5)
+        if isinstance(process, Forked) and (self._supervisor is None or not self._supervisor.is_alive()):
+            process.close()
         with self._lock:
             fds, self._wake_write, self._ready_read = (self._wake_write, self._ready_read), None, None
         for fd in fds:
@@ -139,6 +250,41 @@ class WorkerProcess:
 
 
 # -- the child's side ---------------------------------------------------------------------------------------
+
+
+def _run_forked(main: Callable[[int, int, int], None], go_fd: int, wake_fd: int, ready_fd: int, parent: int) -> None:
+    """The forked child's whole life: never returns into the parent's code (``os._exit``), whatever happens."""
+    code = 1
+    try:
+        die_with_parent(parent)
+        _name_process(PROCESS_NAME)
+        go = os.read(go_fd, 1)
+        os.close(go_fd)
+        if go != b"\x01":
+            code = 0  # the parent ended (or failed to boot) before starting this worker
+        else:
+            main(wake_fd, ready_fd, parent)
+            code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        code = 130  # Ctrl-C reached the whole process group before the workers' own handler was in place
+    except BaseException:
+        log.exception("worker process failed")
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _name_process(name: bytes) -> None:
+    """Set /proc/<pid>/comm (what ``top`` and ``ps -o comm`` show), so that the forked worker process is told
+    apart from the API process whose command line it shares."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_name = 15
+        libc.prctl(pr_set_name, ctypes.c_char_p(name[:15]), 0, 0, 0)
 
 
 def die_with_parent(parent_pid: int) -> None:
