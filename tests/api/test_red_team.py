@@ -160,3 +160,22 @@ def test_start_up_expires_leases_of_dead_workers_of_this_host(api: Api) -> None:
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_start_up_expires_a_lease_under_the_pid_of_a_process_that_has_not_run_a_worker_yet(api: Api) -> None:
+    """serve forks its worker process before it boots; in a restarted container it may get the pid the previous
+    run's worker had, and the lease under that pid is the dead worker's, though the pid is alive."""
+    zone = api.new_zone()
+    pause_worker(api)
+    waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        owner = f"{socket.gethostname()}:{waiting.pid}:1"
+        assert start_install(api, zone, LINEAR, CREDS).status_code == 202
+        task_id = _claim_as(api, owner)
+        assert expire_dead_local_leases(api.db) == []  # alive, and not said to be idle
+        assert expire_dead_local_leases(api.db, [waiting.pid]) == [task_id]
+        assert run_due_tasks(api) == 1
+        assert api.wait_task(zone, task_id)["status"] == "completed"
+    finally:
+        waiting.kill()
+        waiting.wait()

@@ -75,21 +75,26 @@ def migrate_apart(settings: Settings) -> None:
     """Migrate the SQLite database in a forked child that exits afterwards. Alembic, Mako and the revisions take
     ~15 MB that a process keeps for its whole life once imported, and the serving process needs none of it. Call
     only before this process opens the database, with no other thread running: the child inherits no connection.
-    A failure there is left to ``boot()``, which migrates again in this process and reports the error."""
+    A failure there is logged, and ``boot()`` migrates again in this process and reports what it meets."""
     from zonecat.store.database import Database
+    from zonecat.worker.process import die_with_parent
 
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
+            die_with_parent(parent)  # a killed serve must not leave a migration running for its restart to meet
             db = Database(settings.effective_database_url)
             try:
                 db.migrate()
             finally:
                 db.dispose()
             code = 0
-        except BaseException:  # repeated by the parent, which reports it
-            pass
+        except BaseException:
+            # Logged here, where the root cause is known (a half-applied migration can fail differently when
+            # repeated); the parent repeats it and reports what it meets.
+            log.exception("migration failed")
         finally:
             os._exit(code)
     os.waitpid(pid, 0)
@@ -149,7 +154,9 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
     from zonecat.api.context import AppContext, RateLimiter
 
     with database_errors():
-        db, secret = when_database_answers(lambda: boot(settings), settings.database_wait_seconds)
+        # The forked worker process has not run yet: a lease under its pid is a former process's (pid reuse).
+        waiting = [pid] if worker_process is not None and (pid := worker_process.pid) is not None else []
+        db, secret = when_database_answers(lambda: boot(settings, waiting), settings.database_wait_seconds)
     if secret is not None:
         click.echo(
             "\nzonecat created an organization-admin token. It is shown only this once:\n\n"

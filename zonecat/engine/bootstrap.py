@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Collection
 
 import sqlalchemy as sa
 
@@ -75,12 +76,14 @@ def _insert_admin(conn: sa.Connection, secret: str, name: str) -> None:
     )
 
 
-def boot(settings: Settings) -> tuple[Database, str | None]:
-    """Everything a serving process needs before it answers: returns the database and a new admin secret."""
+def boot(settings: Settings, idle_pids: Collection[int] = ()) -> tuple[Database, str | None]:
+    """Everything a serving process needs before it answers: returns the database and a new admin secret.
+    ``idle_pids``: processes of this host that have not run a worker yet (serve's forked worker process, waiting
+    for this boot), whose pid on a lease can only be a former process's (see ``expire_dead_local_leases``)."""
     db = open_database(settings)
     secret = ensure_admin_token(db, settings.bootstrap_token)
     if db.is_sqlite:
-        expire_dead_local_leases(db)
+        expire_dead_local_leases(db, idle_pids)
     problems = load_global_catalog(db, ORGANIZATION_ID, settings.catalog_dir)
     for problem in problems:
         log.error("catalog problem", extra={"problem": problem})
@@ -102,21 +105,22 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def expire_dead_local_leases(db: Database) -> list[str]:
+def expire_dead_local_leases(db: Database, idle_pids: Collection[int] = ()) -> list[str]:
     """Make the tasks of this host's dead workers claimable now instead of when their lease runs out.
 
     Called at start-up, before this process runs any worker: a lease held by a worker of this host whose process is
-    gone (or that had this very pid, which a restarted container often reuses) can never be renewed again, so a
-    ``kill -9`` followed by a restart resumes its task at once. Only used on SQLite, whose database is local to one
-    host; a lease of another host, or of a live process, is left alone. Returns the ids of the expired leases.
+    gone (or that had this very pid, or the pid of one of ``idle_pids``, processes that have not run a worker yet:
+    a restarted container often reuses its pids) can never be renewed again, so a ``kill -9`` followed by a restart
+    resumes its task at once. Only used on SQLite, whose database is local to one host; a lease of another host, or
+    of a live process, is left alone. Returns the ids of the expired leases.
     """
     host = socket.gethostname()
-    me = os.getpid()
+    stale = {os.getpid(), *idle_pids}
     expired: list[str] = []
     with db.write() as conn:
         for lease in task_store.live_leases(conn):
             pid = workers.owner_process(lease["locked_by"], host)
-            if pid is None or (pid != me and _pid_alive(pid)):
+            if pid is None or (pid not in stale and _pid_alive(pid)):
                 continue
             if task_store.expire_lease(conn, lease["id"], lease["locked_by"], lease["locked_until_ms"]):
                 expired.append(lease["id"])

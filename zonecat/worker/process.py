@@ -58,18 +58,22 @@ class Child(Protocol):
 
 class Forked:
     """A forked child, waited for as ``subprocess.Popen`` waits (any thread may ``poll`` or ``wait``, with a
-    timeout): through a pidfd, readable once the child has exited, and a reap (``waitpid``) under a lock."""
+    timeout): through a pidfd, readable once the child has exited, and a reap (``waitpid``) under a lock. Signals go
+    through the pidfd too, so that none can reach another process that reuses the pid once the child is reaped."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
         self._lock = threading.Lock()
-        self._exited = os.pidfd_open(pid)
+        self._pidfd = os.pidfd_open(pid)
 
     def poll(self) -> int | None:
         with self._lock:
             if self.returncode is None:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                try:
+                    pid, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:  # reaped by someone else: its code is lost (Popen says 0 too)
+                    pid, status = self.pid, 0
                 if pid == self.pid:
                     self.returncode = os.waitstatus_to_exitcode(status)
             return self.returncode
@@ -80,19 +84,29 @@ class Forked:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise subprocess.TimeoutExpired(f"worker process {self.pid}", timeout or 0.0)
-            select.select([self._exited], [], [], left)
+            with self._lock:
+                pidfd = self._pidfd
+            if pidfd < 0:  # closed: wait as Popen does, by polling
+                time.sleep(min(0.05, left) if left is not None else 0.05)
+            else:
+                select.select([pidfd], [], [], left)
         return code
 
     def send_signal(self, sig: int) -> None:
-        if self.poll() is None:  # never signal a pid that was reaped and may be reused
-            os.kill(self.pid, sig)
+        with self._lock:
+            if self.returncode is None and self._pidfd >= 0:
+                with contextlib.suppress(ProcessLookupError):  # exited, not reaped yet: as Popen
+                    signal.pidfd_send_signal(self._pidfd, sig)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
     def close(self) -> None:
-        """Close the pidfd (once no thread waits any more)."""
-        os.close(self._exited)
+        """Close the pidfd, once (a second call does nothing)."""
+        with self._lock:
+            pidfd, self._pidfd = self._pidfd, -1
+        if pidfd >= 0:
+            os.close(pidfd)
 
 
 def can_fork() -> bool:
@@ -131,7 +145,13 @@ class WorkerProcess:
         ready_read, ready_write = os.pipe()
         go_read, go_write = os.pipe()
         parent = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: start() spawns one later instead
+            for fd in (wake_read, wake_write, ready_read, ready_write, go_read, go_write):
+                os.close(fd)
+            log.warning("could not fork the worker process; it will be spawned", extra={"error": str(exc)})
+            return
         if pid == 0:
             for fd in (wake_write, ready_read, go_write):
                 os.close(fd)
@@ -240,8 +260,19 @@ class WorkerProcess:
                 process.wait()
         if self._supervisor is not None:
             self._supervisor.join(timeout=5)
-        if isinstance(process, Forked) and (self._supervisor is None or not self._supervisor.is_alive()):
-            process.close()
+        with self._lock:
+            latest = self._process
+        if latest is not process and latest is not None and latest.poll() is None:
+            # The supervisor was restarting a crashed worker process while this stop began: stop that one too.
+            latest.send_signal(signal.SIGTERM)
+            try:
+                latest.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                latest.kill()
+                latest.wait()
+        for item in (process, latest):
+            if isinstance(item, Forked):
+                item.close()
         with self._lock:
             fds, self._wake_write, self._ready_read = (self._wake_write, self._ready_read), None, None
         for fd in fds:
@@ -266,7 +297,7 @@ def _run_forked(main: Callable[[int, int, int], None], go_fd: int, wake_fd: int,
             main(wake_fd, ready_fd, parent)
             code = 0
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         code = 130  # Ctrl-C reached the whole process group before the workers' own handler was in place
     except BaseException:
