@@ -30,6 +30,10 @@ def test_the_worker_process_is_forked_and_shares_the_modules_memory(tmp_path: Pa
     try:
         child = worker_pid(server)
         assert Path(f"/proc/{child}/comm").read_text().strip() == "zonecat-worker"
+        assert server.process is not None
+        # and `pkill -f "zonecat serve"` no longer matches it (serve stops it)
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().rstrip(b"\0")
+        assert cmdline == f"zonecat worker --parent-pid {server.process.pid}".encode()
         zone = server.new_zone()
         assert server.wait_task(zone, install(server, zone, release_small(server, zone)))["status"] == "completed"
         # Pages written before the fork and not since are shared with the API process. A worker process started

@@ -33,12 +33,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 log = logging.getLogger("zonecat.worker")
 
 RESTART_DELAY_SECONDS = 1.0
-PROCESS_NAME = b"zonecat-worker"  # /proc/<pid>/comm of a forked worker process (its cmdline is serve's)
+PROCESS_NAME = b"zonecat-worker"  # /proc/<pid>/comm of a forked worker process
 
 
 class Child(Protocol):
@@ -288,7 +289,7 @@ def _run_forked(main: Callable[[int, int, int], None], go_fd: int, wake_fd: int,
     code = 1
     try:
         die_with_parent(parent)
-        _name_process(PROCESS_NAME)
+        _name_process(PROCESS_NAME, f"zonecat worker --parent-pid {parent}".encode())
         go = os.read(go_fd, 1)
         os.close(go_fd)
         if go != b"\x01":
@@ -309,13 +310,25 @@ def _run_forked(main: Callable[[int, int, int], None], go_fd: int, wake_fd: int,
         os._exit(code)
 
 
-def _name_process(name: bytes) -> None:
-    """Set /proc/<pid>/comm (what ``top`` and ``ps -o comm`` show), so that the forked worker process is told
-    apart from the API process whose command line it shares."""
+def _name_process(name: bytes, title: bytes) -> None:
+    """Name this forked process apart from the API process whose command line it inherited: ``name`` in
+    /proc/<pid>/comm (``top``, ``ps -o comm``) and ``title`` in /proc/<pid>/cmdline (``ps``, ``pgrep -f``), so
+    that ``pkill -f "zonecat serve"`` signals serve alone, as it did when the worker process was a ``zonecat
+    worker`` of its own (serve then stops its worker process itself)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_name = 15
         libc.prctl(pr_set_name, ctypes.c_char_p(name[:15]), 0, 0, 0)
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        # The command line the kernel shows is the original argv area of this process (Python keeps copies of its
+        # own): overwrite it in place, padded with NULs, as setproctitle does. Fields 48 and 49 of
+        # /proc/self/stat are where it starts and ends.
+        fields = Path("/proc/self/stat").read_bytes().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])
+        size = end - start
+        if start and size > 1:
+            title = title[: size - 1]
+            ctypes.memmove(start, title + b"\0" * (size - len(title)), size)
 
 
 def die_with_parent(parent_pid: int) -> None:
