@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
-from conftest import Server  # tests/e2e has no __init__.py: pytest puts it on sys.path
+from conftest import ZONECAT, Server  # tests/e2e has no __init__.py: pytest puts it on sys.path
 from test_crash import LEASE_ENV, EventReader, assert_store_consistent, chain_manifest, release, wait_for
 
 
@@ -130,3 +132,82 @@ def test_in_process_worker_runs_tasks_without_a_child(tmp_path: Path) -> None:
         assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
     finally:
         server.stop()
+
+
+class ContainerServer(Server):
+    """serve as PID 1 of a pid namespace of its own, as in a container: each start numbers its processes afresh,
+    so a restarted serve's forked worker process gets the pid its predecessor's worker had."""
+
+    def start(self, timeout: float = 90.0) -> None:
+        log = self.log_path.open("ab")
+        command = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", ZONECAT, "serve"]
+        self.process = subprocess.Popen(command, env=self.env(), stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"unshare/serve exited; see {self.log_path}"
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"serve did not answer within {timeout}s; see {self.log_path}")
+
+    def kill(self) -> None:
+        """The whole container at once."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+def _lease(data_dir: Path, task_id: str) -> tuple[str, str | None]:
+    with sqlite3.connect(data_dir / "zonecat.db") as db:
+        row = db.execute("SELECT status, locked_by FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    return str(row[0]), row[1]
+
+
+def test_a_restarted_container_resumes_the_task_of_its_dead_worker_at_once(tmp_path: Path) -> None:
+    # A lease far longer than the test: only its expiry at start-up can let the task resume in time.
+    lease = {"ZONECAT_LEASE_SECONDS": "300", "ZONECAT_HEARTBEAT_SECONDS": "1"}
+    server = ContainerServer(tmp_path, env=lease)
+    server.start()
+    try:
+        zone = server.new_zone()
+        with server.client() as http:
+            package_id = release(http, zone, chain_manifest("container-chain", 3000))
+        task_id = install(server, zone, package_id)
+        deadline = time.monotonic() + 30
+        while _lease(tmp_path, task_id)[1] is None:
+            assert time.monotonic() < deadline, "the task was never claimed"
+            time.sleep(0.01)
+    finally:
+        server.kill()
+    status, owner = _lease(tmp_path, task_id)
+    assert status == "running" and owner is not None
+    server.start()
+    try:
+        children = children_of(server.process.pid)  # unshare's child: serve, PID 1 inside
+        assert len(children) == 1
+        worker = worker_pid_inside(children[0])
+        assert owner.split(":")[1] == str(worker), (owner, worker)  # the very pid of the dead worker
+        task = server.wait_task(zone, task_id, timeout=120)
+        assert task["status"] == "completed", task
+    finally:
+        server.stop()
+
+
+def worker_pid_inside(serve_pid: int, timeout: float = 10.0) -> int:
+    """The pid, inside its namespace, of the worker process of the serve process ``serve_pid`` (outside)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children_of(serve_pid):
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+        time.sleep(0.05)
+    raise AssertionError("serve has no worker process")

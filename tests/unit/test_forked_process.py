@@ -7,10 +7,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from zonecat.worker.process import Forked
+from zonecat.cli.server_commands import migrate_apart
+from zonecat.settings import Settings
+from zonecat.store.database import HEAD_REVISION, Database
+from zonecat.worker.process import Forked, WorkerProcess, fitting_title
 
 
 def _fork(body: Callable[[], int]) -> int:
@@ -88,3 +92,43 @@ _, status = os.waitpid(pid, 0)
 raise SystemExit(os.waitstatus_to_exitcode(status))
 """
     assert subprocess.run([sys.executable, "-c", script], timeout=60, check=False).returncode == 0
+
+
+def test_the_title_that_fits_the_argv_area_is_taken_whole() -> None:
+    titles = (b"zonecat worker --parent-pid 123", b"zonecat worker")
+    assert fitting_title(titles, 64) == b"zonecat worker --parent-pid 123"
+    assert fitting_title(titles, 32) == b"zonecat worker --parent-pid 123"  # 31 bytes and the NUL
+    assert fitting_title(titles, 31) == b"zonecat worker"
+    assert fitting_title(titles, 8) == b"zonecat"
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_failed_fork_leaves_nothing_open_and_start_spawns_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", refuse)
+    before = _open_fds()
+    worker_process = WorkerProcess()
+    worker_process.fork(lambda *fds: None)
+    assert worker_process.pid is None and worker_process._go_write is None  # start() will spawn
+    assert _open_fds() == before
+
+
+def test_a_failed_fork_leaves_the_migration_to_boot(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def refuse() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", refuse)
+    settings = Settings(data_dir=tmp_path, database_url="")
+    migrate_apart(settings)  # no exception, nothing migrated
+    db = Database(settings.effective_database_url)
+    try:
+        assert db.current_revision() is None
+        db.migrate()
+        assert db.current_revision() == HEAD_REVISION
+    finally:
+        db.dispose()

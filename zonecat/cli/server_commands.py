@@ -80,7 +80,11 @@ def migrate_apart(settings: Settings) -> None:
     from zonecat.worker.process import die_with_parent
 
     parent = os.getpid()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        log.warning("could not fork to migrate; migrating in this process", extra={"error": str(exc)})
+        return
     if pid == 0:
         code = 1
         try:

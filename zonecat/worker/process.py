@@ -154,14 +154,25 @@ class WorkerProcess:
             log.warning("could not fork the worker process; it will be spawned", extra={"error": str(exc)})
             return
         if pid == 0:
+            # A process group of its own, as a spawned one has (see _spawn).
+            with contextlib.suppress(OSError):
+                os.setpgid(0, 0)
             for fd in (wake_write, ready_read, go_write):
                 os.close(fd)
             _run_forked(main, go_read, wake_read, ready_write, parent)
         for fd in (wake_read, ready_write, go_read):
             os.close(fd)
+        try:
+            child = Forked(pid)
+        except OSError as exc:  # no pidfd after all: end the child (closing go_write) and spawn one later
+            for fd in (wake_write, ready_read, go_write):
+                os.close(fd)
+            os.waitpid(pid, 0)
+            log.warning("could not watch the forked worker process; it will be spawned", extra={"error": str(exc)})
+            return
         os.set_blocking(wake_write, False)
         with self._lock:
-            self._process, self._wake_write, self._ready_read = Forked(pid), wake_write, ready_read
+            self._process, self._wake_write, self._ready_read = child, wake_write, ready_read
         self._go_write = go_write
         log.info("worker process forked", extra={"pid": pid})
 
@@ -209,7 +220,14 @@ class WorkerProcess:
             "--ready-fd",
             str(ready_write),
         ]
-        process = subprocess.Popen(command, pass_fds=(read_end, ready_write))
+        try:
+            # A process group of its own: Ctrl-C in a terminal reaches serve alone, which then stops this process
+            # itself, instead of both stopping at once (and serve restarting a worker it is about to stop).
+            process = subprocess.Popen(command, pass_fds=(read_end, ready_write), process_group=0)
+        except BaseException:
+            for end in (read_end, write_end, ready_read, ready_write):
+                os.close(end)
+            raise
         os.close(read_end)
         os.close(ready_write)
         with self._lock:
@@ -233,16 +251,17 @@ class WorkerProcess:
             log.error("worker process exited; restarting it", extra={"pid": process.pid, "exit_code": code})
             if self._stopping.wait(RESTART_DELAY_SECONDS):
                 return
-            self._spawn()
+            try:
+                self._spawn()
+            except OSError:  # out of processes, memory or fds for now: try again after the delay
+                log.exception("could not restart the worker process")
 
     def wake(self) -> None:
         """Tell the worker process a task was just enqueued (never blocks)."""
-        with self._lock:
-            fd = self._wake_write
-        if fd is None:
-            return
-        with contextlib.suppress(BlockingIOError, BrokenPipeError, OSError):
-            os.write(fd, b"\x01")
+        # Written under the lock that a restart or stop() holds to close the fd: never into a reused fd number.
+        with self._lock, contextlib.suppress(BlockingIOError, BrokenPipeError, OSError):
+            if self._wake_write is not None:
+                os.write(self._wake_write, b"\x01")
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM: the worker finishes its current entity step, hands its task back and exits."""
@@ -260,7 +279,7 @@ class WorkerProcess:
                 process.kill()
                 process.wait()
         if self._supervisor is not None:
-            self._supervisor.join(timeout=5)
+            self._supervisor.join(timeout=timeout)  # it may be starting a replacement, stopped below
         with self._lock:
             latest = self._process
         if latest is not process and latest is not None and latest.poll() is None:
@@ -289,7 +308,7 @@ def _run_forked(main: Callable[[int, int, int], None], go_fd: int, wake_fd: int,
     code = 1
     try:
         die_with_parent(parent)
-        _name_process(PROCESS_NAME, f"zonecat worker --parent-pid {parent}".encode())
+        _name_process(PROCESS_NAME, (f"zonecat worker --parent-pid {parent}".encode(), b"zonecat worker"))
         go = os.read(go_fd, 1)
         os.close(go_fd)
         if go != b"\x01":
@@ -310,9 +329,10 @@ def _run_forked(main: Callable[[int, int, int], None], go_fd: int, wake_fd: int,
         os._exit(code)
 
 
-def _name_process(name: bytes, title: bytes) -> None:
+def _name_process(name: bytes, titles: tuple[bytes, ...]) -> None:
     """Name this forked process apart from the API process whose command line it inherited: ``name`` in
-    /proc/<pid>/comm (``top``, ``ps -o comm``) and ``title`` in /proc/<pid>/cmdline (``ps``, ``pgrep -f``), so
+    /proc/<pid>/comm (``top``, ``ps -o comm``) and the first of ``titles`` that fits (else the last, cut) in
+    /proc/<pid>/cmdline (``ps``, ``pgrep -f``), so
     that ``pkill -f "zonecat serve"`` signals serve alone, as it did when the worker process was a ``zonecat
     worker`` of its own (serve then stops its worker process itself)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -327,8 +347,13 @@ def _name_process(name: bytes, title: bytes) -> None:
         start, end = int(fields[45]), int(fields[46])
         size = end - start
         if start and size > 1:
-            title = title[: size - 1]
+            title = fitting_title(titles, size)
             ctypes.memmove(start, title + b"\0" * (size - len(title)), size)
+
+
+def fitting_title(titles: tuple[bytes, ...], size: int) -> bytes:
+    """The first of ``titles`` that fits an argv area of ``size`` bytes with its final NUL, else the last, cut."""
+    return next((title for title in titles if len(title) < size), titles[-1][: size - 1])
 
 
 def die_with_parent(parent_pid: int) -> None:
