@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -82,9 +82,13 @@ class Server:
             raise RuntimeError(f"zonecat migrate exited with {result.returncode}:\n{result.stdout}\n{result.stderr}")
         return result.stdout + result.stderr
 
+    def spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        """Start `zonecat serve` (a subclass may start it otherwise)."""
+        return subprocess.Popen([ZONECAT, "serve", *self.args], env=self.env(), stdout=log, stderr=log)
+
     def start(self, timeout: float = 90.0) -> None:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen([ZONECAT, "serve", *self.args], env=self.env(), stdout=log, stderr=log)
+        self.process = self.spawn(log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

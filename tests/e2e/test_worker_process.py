@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 from conftest import ZONECAT, Server  # tests/e2e has no __init__.py: pytest puts it on sys.path
@@ -138,20 +139,9 @@ class ContainerServer(Server):
     """serve as PID 1 of a pid namespace of its own, as in a container: each start numbers its processes afresh,
     so a restarted serve's forked worker process gets the pid its predecessor's worker had."""
 
-    def start(self, timeout: float = 90.0) -> None:
-        log = self.log_path.open("ab")
+    def spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
         command = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", ZONECAT, "serve"]
-        self.process = subprocess.Popen(command, env=self.env(), stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"unshare/serve exited; see {self.log_path}"
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"serve did not answer within {timeout}s; see {self.log_path}")
+        return subprocess.Popen(command, env=self.env(), stdout=log, stderr=log, start_new_session=True)
 
     def kill(self) -> None:
         """The whole container at once."""
