@@ -77,30 +77,27 @@ def migrate_apart(settings: Settings) -> None:
     only before this process opens the database, with no other thread running: the child inherits no connection.
     A failure there is logged, and ``boot()`` migrates again in this process and reports what it meets."""
     from zonecat.store.database import Database
-    from zonecat.worker.process import die_with_parent
+    from zonecat.worker.process import die_with_parent, exit_after
 
     parent = os.getpid()
+
+    def migration() -> None:
+        die_with_parent(parent)  # a killed serve must not leave a migration running for its restart to meet
+        db = Database(settings.effective_database_url)
+        try:
+            db.migrate()
+        finally:
+            db.dispose()
+
     try:
         pid = os.fork()
     except OSError as exc:
         log.warning("could not fork to migrate; migrating in this process", extra={"error": str(exc)})
         return
     if pid == 0:
-        code = 1
-        try:
-            die_with_parent(parent)  # a killed serve must not leave a migration running for its restart to meet
-            db = Database(settings.effective_database_url)
-            try:
-                db.migrate()
-            finally:
-                db.dispose()
-            code = 0
-        except BaseException:
-            # Logged here, where the root cause is known (a half-applied migration can fail differently when
-            # repeated); the parent repeats it and reports what it meets.
-            log.exception("migration failed")
-        finally:
-            os._exit(code)
+        # A failure is logged there, where its root cause is known (a half-applied migration can fail differently
+        # when repeated); the parent repeats the migration and reports what it meets.
+        exit_after(migration, "migration failed")
     os.waitpid(pid, 0)
 
 
@@ -143,13 +140,14 @@ def serve(host: str | None, port: int | None, no_worker: bool, worker_threads: i
     concurrency = max(1, worker_threads)
     threaded = not no_worker and in_process_worker
     worker_process = WorkerProcess(concurrency) if not no_worker and not threaded else None
-    if worker_process is not None and can_fork():
+    forking = can_fork()  # asked once: both forks below are made while this is the only thread
+    if worker_process is not None and forking:
         # Now, before the API's modules are imported and before boot() opens the database: the worker process
         # shares the memory of every module imported so far (the engine's, the store's, their libraries') instead
         # of a copy of its own, and starts without importing anything. It runs once start() is called below.
         settle_heap()
         worker_process.fork(_forked_worker(settings, concurrency))
-    if settings.effective_database_url.startswith("sqlite") and can_fork():
+    if settings.effective_database_url.startswith("sqlite") and forking:
         migrate_apart(settings)
 
     import uvicorn
@@ -289,10 +287,10 @@ def run_worker(
     db.dispose()
 
 
-def _forked_worker(settings: Settings, concurrency: int) -> Callable[[int, int, int], None]:
+def _forked_worker(settings: Settings, concurrency: int) -> Callable[[int, int], None]:
     """What the forked worker process runs (see ``WorkerProcess.fork``)."""
 
-    def main(wake_fd: int, ready_fd: int, _parent_pid: int) -> None:
+    def main(wake_fd: int, ready_fd: int) -> None:
         try:
             run_worker(settings, concurrency, wake_fd, ready_fd, started_by_serve=True)
         except click.ClickException as exc:

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 log = logging.getLogger("zonecat.worker")
 
@@ -138,10 +138,9 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def fork(self, main: Callable[[int, int, int], None]) -> None:
-        """Fork the first worker process now; it calls ``main(wake_fd, ready_fd, parent_pid)`` once ``start()`` is
-        called, and its exit code is 0 when ``main`` returns, 1 when it raises (logged), or what SystemExit says.
-        Call only while this is the process's one thread (``can_fork``)."""
+    def fork(self, main: Callable[[int, int], None]) -> None:
+        """Fork the first worker process now; it calls ``main(wake_fd, ready_fd)`` once ``start()`` is called, and
+        exits as ``exit_after`` says. Call only while this is the process's one thread (``can_fork``)."""
         wake_read, wake_write = os.pipe()
         ready_read, ready_write = os.pipe()
         go_read, go_write = os.pipe()
@@ -270,26 +269,15 @@ class WorkerProcess:
             os.close(self._go_write)
             self._go_write = None
         process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("worker process did not stop in time; killing it", extra={"pid": process.pid})
-                process.kill()
-                process.wait()
+        if process is not None:
+            _terminate(process, timeout)
         if self._supervisor is not None:
             self._supervisor.join(timeout=timeout)  # it may be starting a replacement, stopped below
         with self._lock:
             latest = self._process
-        if latest is not process and latest is not None and latest.poll() is None:
+        if latest is not process and latest is not None:
             # The supervisor was restarting a crashed worker process while this stop began: stop that one too.
-            latest.send_signal(signal.SIGTERM)
-            try:
-                latest.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                latest.kill()
-                latest.wait()
+            _terminate(latest, timeout)
         for item in (process, latest):
             if isinstance(item, Forked):
                 item.close()
@@ -300,28 +288,50 @@ class WorkerProcess:
                 os.close(fd)
 
 
+def _terminate(child: Child, timeout: float) -> None:
+    """SIGTERM a running worker process and wait for it; SIGKILL it after ``timeout``."""
+    if child.poll() is not None:
+        return
+    child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("worker process did not stop in time; killing it", extra={"pid": child.pid})
+        child.kill()
+        child.wait()
+
+
 # -- the child's side ---------------------------------------------------------------------------------------
 
 
-def _run_forked(main: Callable[[int, int, int], None], go_fd: int, wake_fd: int, ready_fd: int, parent: int) -> None:
-    """The forked child's whole life: never returns into the parent's code (``os._exit``), whatever happens."""
-    code = 1
-    try:
+def _run_forked(main: Callable[[int, int], None], go_fd: int, wake_fd: int, ready_fd: int, parent: int) -> None:
+    """The forked worker process's whole life: it waits for ``start()``, then runs ``main``."""
+
+    def life() -> None:
         die_with_parent(parent)
         _name_process(PROCESS_NAME, (f"zonecat worker --parent-pid {parent}".encode(), b"zonecat worker"))
         go = os.read(go_fd, 1)
         os.close(go_fd)
-        if go != b"\x01":
-            code = 0  # the parent ended (or failed to boot) before starting this worker
-        else:
-            main(wake_fd, ready_fd, parent)
-            code = 0
+        if go == b"\x01":  # else the parent ended (or failed to boot) before starting this worker
+            main(wake_fd, ready_fd)
+
+    exit_after(life, "worker process failed")
+
+
+def exit_after(body: Callable[[], None], failure: str) -> NoReturn:
+    """Run ``body`` in a forked child, then end the child with ``os._exit``, never returning into the parent's code:
+    0 when ``body`` returns, SystemExit's code, 130 for Ctrl-C (which reaches a whole process group), else 1 with
+    ``failure`` logged with the exception."""
+    code = 1
+    try:
+        body()
+        code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
-        code = 130  # Ctrl-C reached the whole process group before the workers' own handler was in place
+        code = 130
     except BaseException:
-        log.exception("worker process failed")
+        log.exception(failure)
     finally:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
@@ -335,10 +345,7 @@ def _name_process(name: bytes, titles: tuple[bytes, ...]) -> None:
     /proc/<pid>/cmdline (``ps``, ``pgrep -f``), so
     that ``pkill -f "zonecat serve"`` signals serve alone, as it did when the worker process was a ``zonecat
     worker`` of its own (serve then stops its worker process itself)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_name = 15
-        libc.prctl(pr_set_name, ctypes.c_char_p(name[:15]), 0, 0, 0)
+    _prctl(PR_SET_NAME, ctypes.c_char_p(name[:15]))
     with contextlib.suppress(OSError, ValueError, IndexError):
         # The command line the kernel shows is the original argv area of this process (Python keeps copies of its
         # own): overwrite it in place, padded with NULs, as setproctitle does. Fields 48 and 49 of
@@ -359,12 +366,19 @@ def fitting_title(titles: tuple[bytes, ...], size: int) -> bytes:
 def die_with_parent(parent_pid: int) -> None:
     """Ask Linux to SIGKILL this process when its parent dies; exit now if the parent is already gone."""
     if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            pr_set_pdeathsig = 1
-            libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:
         os._exit(1)  # the parent died before the request above took effect
+
+
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+
+
+def _prctl(option: int, value: object) -> None:
+    """Linux ``prctl(option, value)`` through libc; nothing where there is none."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
 def report_ready(ready_fd: int) -> None:
