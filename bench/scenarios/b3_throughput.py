@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from bench import api
+from bench.cpu import CpuSplit
 from bench.report import Outcome, at_least
 from bench.servers import ZonecatServer
 from bench.wrk import post_installs
@@ -16,25 +17,33 @@ MIN_RATE = 300
 CLIENTS = 8
 
 
-def throughput(server: ZonecatServer, installs: int, clients: int = CLIENTS) -> dict[str, Any]:
+def throughput(
+    server: ZonecatServer, installs: int, clients: int = CLIENTS, cpu: CpuSplit | None = None
+) -> dict[str, Any]:
+    """Completed installs/s; with ``cpu``, also the CPU seconds of its components over the same window."""
     with server.client() as http:
         zone_id = api.create_zone(http)
         package_id = api.chain_package(http, zone_id, 3)
         # The first task after start-up waits for the worker's first poll (~1 s); keep that out of the figure.
         api.wait(http, zone_id, api.install(http, zone_id, package_id, {"run": "b3-warmup"})[0])
 
+    if cpu is not None:
+        cpu.start()
     started = time.perf_counter()
     # The installs go out from wrk (C) rather than from Python clients, whose CPU (~3 ms an install with httpx,
     # measured) would be taken from the server on this machine's two cores.
     post_installs(server.url, zone_id, package_id, installs, clients, "b3")
     server.wait_zone(zone_id, expected=installs + 1)  # and the warm-up's
     elapsed = time.perf_counter() - started
-    return {
+    figures: dict[str, Any] = {
         "installs": installs,
         "clients": clients,
         "seconds": round(elapsed, 3),
         "installs_per_s": round(installs / elapsed, 1),
     }
+    if cpu is not None:
+        figures["cpu_seconds"] = cpu.stop()
+    return figures
 
 
 def run(quick: bool) -> Outcome:
