@@ -79,6 +79,7 @@ def test_a_killed_worker_process_is_restarted_and_its_task_resumed(tmp_path: Pat
         assert gone(first)
         second = worker_pid(server)
         assert second != first
+        assert "worker process killed by SIGKILL; restarting it" in server.log_path.read_text()  # a crash, an error
         # The first was forked by serve at its start; a restart is a new interpreter (serve runs threads by now).
         assert b"worker" in Path(f"/proc/{second}/cmdline").read_bytes().split(b"\0")
         task = server.wait_task(zone, task_id, timeout=120)

@@ -42,6 +42,31 @@ RESTART_DELAY_SECONDS = 1.0
 PROCESS_NAME = b"zonecat-worker"  # /proc/<pid>/comm of a forked worker process
 
 
+# Signals that stop a process on purpose: a service manager stopping the whole process group, an operator.
+_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+def exit_report(code: int | None) -> tuple[int, str]:
+    """How serve logs an exit of its worker process that it did not ask for (it restarts the process either way).
+
+    An exit without error, or a stop signal serve did not send, means something stopped the worker on purpose (e.g.
+    systemd's ``KillMode=control-group`` signals every process of the service, serve learning of it a moment
+    later): a warning. A crash (an exit code, a fatal signal, ``SIGKILL`` from the OOM killer) is an error."""
+    if code is None:
+        return logging.ERROR, "worker process ended; restarting it"
+    if code == 0:
+        return logging.WARNING, "worker process exited without error, unasked; restarting it"
+    if code < 0:
+        try:
+            sent = signal.Signals(-code)
+        except ValueError:
+            return logging.ERROR, f"worker process killed by signal {-code}; restarting it"
+        if sent in _STOP_SIGNALS:
+            return logging.WARNING, f"worker process stopped by {sent.name}, not sent by serve; restarting it"
+        return logging.ERROR, f"worker process killed by {sent.name}; restarting it"
+    return logging.ERROR, f"worker process exited with code {code}; restarting it"
+
+
 class Child(Protocol):
     """What the parent needs of a worker process: ``subprocess.Popen`` for a spawned one, ``Forked`` otherwise."""
 
@@ -247,7 +272,8 @@ class WorkerProcess:
             code = process.wait()
             if self._stopping.is_set():
                 return
-            log.error("worker process exited; restarting it", extra={"pid": process.pid, "exit_code": code})
+            level, message = exit_report(code)
+            log.log(level, message, extra={"pid": process.pid, "exit_code": code})
             if self._stopping.wait(RESTART_DELAY_SECONDS):
                 return
             try:
