@@ -6,7 +6,7 @@ from tests.api.conftest import Api
 from tests.api.helpers import create_package, delete_and_wait
 from zonecat.clock import now_ms
 from zonecat.engine.invariants import check
-from zonecat.store.schema import entities, entity_uses, installs, tasks
+from zonecat.store.schema import entities, entity_uses, installs, tasks, zones
 
 INPUTS = {"client_id": "c", "client_secret": "s"}
 
@@ -86,3 +86,21 @@ def test_each_corruption_is_reported(api: Api) -> None:
     assert {"orphan", "role", "leftover", "status", "lease"} <= rules
     with api.db.read() as conn:
         assert [v for v in check(conn, now_ms(), zone_id="zon_elsewhere0000000000")] == []
+
+
+def test_what_a_zone_that_is_gone_left_behind_is_reported(api: Api) -> None:
+    zone = api.new_zone()
+    package = create_package(api, zone, failing_manifest(), release=False)
+    assert api.install(zone, "google-calendar-api", INPUTS)["status"] == "completed"
+    with api.db.write() as conn:
+        conn.execute(zones.delete().where(zones.c.id == zone))  # as a zone deleted under a racing write could be
+    found = sorted(str(v) for v in check_zone_gone(api))
+    tables = ["entities", "entity_uses", "installs", "packages", "tasks"]
+    assert [v.split(": ")[1] for v in found] == [zone] * len(tables)
+    assert sorted(v.split(" row(s)")[0].split()[-1] for v in found) == tables, found
+    assert package["id"]  # the zone's own package is among them
+
+
+def check_zone_gone(api: Api) -> list[object]:
+    with api.db.read() as conn:
+        return [v for v in check(conn, now_ms()) if v.rule == "zone-gone"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.e2e.conftest import Server
 from zonecat.cli.main import main
 
 # Slugs are derived from the manifests' names ("Google Calendar API").
@@ -252,3 +255,26 @@ def test_connection_refused_names_the_url() -> None:
 @pytest.mark.parametrize("command", [["zone", "list"], ["token", "list"]])
 def test_read_commands_print_tables(server: Any, command: list[str]) -> None:
     assert "┃" in cli(server, *command).stdout
+
+
+def test_check_finds_a_zone_by_name_and_refuses_one_that_does_not_exist(tmp_path: Path) -> None:
+    server = Server(tmp_path)
+    server.start()
+    try:
+        with server.client() as http:
+            zone = http.post("/zones", json={"name": "checked"}).json()["id"]
+            http.post("/zones", json={"name": "other"}).raise_for_status()
+        install(server, zone, CALENDAR)
+    finally:
+        server.stop()
+    with contextlib.closing(sqlite3.connect(tmp_path / "zonecat.db")) as db, db:
+        db.execute("DELETE FROM entity_uses WHERE zone_id = ?", (zone,))  # the install's entities now orphans
+    runner = CliRunner(env=server.env())
+    for ref in ("checked", zone):
+        found = runner.invoke(main, ["check", "--zone", ref])
+        assert found.exit_code == 1, found.output
+        assert "orphan" in found.stdout
+    assert runner.invoke(main, ["check", "--zone", "other"]).stdout.strip() == "no violations"
+    unknown = runner.invoke(main, ["check", "--zone", "no-such-zone"])
+    assert unknown.exit_code == 2
+    assert "no zone has the id or name 'no-such-zone'" in unknown.output

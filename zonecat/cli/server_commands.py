@@ -316,9 +316,9 @@ def migrate() -> None:
 
 
 @click.command()
-@click.option("--zone", "zone_id", default=None, help="Check one zone only (a zone id).")
+@click.option("--zone", "zone_ref", default=None, help="Check one zone only (its id or name).")
 @click.option("--lease-grace", type=float, default=0.0, show_default=True, help="Seconds a lease may be overdue.")
-def check(zone_id: str | None, lease_grace: float) -> None:
+def check(zone_ref: str | None, lease_grace: float) -> None:
     """Verify the entity store against installs and task journals; print every violation, exit 1 if any.
 
     Reads the database of ZONECAT_DATABASE_URL / ZONECAT_DATA_DIR directly (like `migrate`), so it also works
@@ -327,6 +327,7 @@ def check(zone_id: str | None, lease_grace: float) -> None:
     from zonecat.clock import now_ms
     from zonecat.engine.bootstrap import open_secret_box
     from zonecat.engine.invariants import check as check_invariants
+    from zonecat.store import zones as zone_store
     from zonecat.store.database import Database
 
     settings = Settings.from_env()
@@ -337,6 +338,9 @@ def check(zone_id: str | None, lease_grace: float) -> None:
         with database_errors():
             db.ensure_current()
             with db.read() as conn:
+                zone_id = (
+                    None if zone_ref is None else _zone_to_check(zone_store.zone_ids_matching(conn, zone_ref), zone_ref)
+                )
                 violations = check_invariants(conn, now_ms(), zone_id, int(lease_grace * 1000))
     finally:
         db.dispose()
@@ -346,6 +350,19 @@ def check(zone_id: str | None, lease_grace: float) -> None:
         click.echo(f"{len(violations)} violation(s)", err=True)
         sys.exit(1)
     click.echo("no violations")
+
+
+def _zone_to_check(matches: list[str], ref: str) -> str:
+    """The one zone ``--zone`` names; a usage error for none (a check of nothing would print "no violations") or for
+    a name that several organizations use."""
+    if not matches:
+        raise click.BadParameter(f"no zone has the id or name {ref!r}", param_hint="--zone")
+    if len(matches) > 1:
+        raise click.BadParameter(
+            f"{len(matches)} zones are named {ref!r} (in different organizations): give the zone's id",
+            param_hint="--zone",
+        )
+    return matches[0]
 
 
 SERVER_COMMANDS: list[click.Command] = [serve, worker, migrate, check]

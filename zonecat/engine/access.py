@@ -63,6 +63,14 @@ def visible_zone(conn: sa.Connection, principal: Principal, zone_id: str) -> dic
     return found_zone(zone_store.get_zone(conn, principal.organization_id, zone_id), zone_id)
 
 
+def held_zone(conn: sa.Connection, principal: Principal, zone_id: str) -> dict[str, Any]:
+    """``visible_zone`` for a write transaction that adds rows to the zone: the zone is held against its deletion
+    until the transaction ends (``zone_store.hold_zone``), then read; 404 when it is not (or no longer) there."""
+    principal.require_zone(zone_id)
+    zone_store.hold_zone(conn, zone_id)
+    return found_zone(zone_store.get_zone(conn, principal.organization_id, zone_id), zone_id)
+
+
 def found_zone(row: dict[str, Any] | None, zone_id: str) -> dict[str, Any]:
     """The zone row read for ``zone_id``; 404 when there was none (for a read made ahead, as ``visible_zone``'s)."""
     if row is None:

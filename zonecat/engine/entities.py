@@ -12,7 +12,7 @@ from zonecat.clock import now_ms
 from zonecat.domain import schemas
 from zonecat.domain.entity_types import EntityType
 from zonecat.domain.manifest import slugify
-from zonecat.engine.access import Principal
+from zonecat.engine.access import Principal, held_zone
 from zonecat.ids import new_id
 from zonecat.store import entities as entity_store
 from zonecat.store.database import Database
@@ -69,6 +69,7 @@ def create_entity(db: Database, principal: Principal, zone_id: str, entity_type:
         "updated_at_ms": now,
     }
     with db.write() as conn:
+        held_zone(conn, principal, zone_id)
         existing = entity_store.by_natural_key(conn, zone_id, entity_type.name, identifier)
         if existing is not None:
             raise _duplicate(entity_type, identifier, existing["id"])

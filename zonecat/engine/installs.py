@@ -123,7 +123,8 @@ def _request_install(
     principal.require_zone(zone_id)  # before anything else, the idempotent replay included
     # On SQLite the request is decided (zone, package, version, inputs) before the write transaction, under the one
     # write lock every writer of both processes queues on; inside it, one statement checks that the version is
-    # still installable. If it is not, or the request cannot be decided, it is decided again in the write
+    # still installable and the zone still there (a zone deleted in between would otherwise be left with this
+    # install). If not, or the request cannot be decided, it is decided again in the write
     # transaction, where an idempotent replay comes first and every error is raised. On PostgreSQL writers do not
     # queue, and deciding inside the write transaction saves the read transaction's round trips.
     prepared: _Prepared | None = None
@@ -137,13 +138,17 @@ def _request_install(
     now = now_ms()
     with db.write() as conn:
         package: Answer[Row | None] | None = None
+        if prepared is not None and not package_store.installable_in(
+            conn, prepared.version["id"], principal.organization_id, zone_id
+        ):
+            prepared = None  # the version was archived, or the zone deleted, since: decided again, the zone first
         if prepared is None:
             zone, package = _read_ahead(conn, principal, zone_id, body)
             found_zone(zone.get(), zone_id)
         replayed = _replay(conn, principal, info)
         if replayed is not None:
             return replayed, False
-        if prepared is None or not package_store.installable(conn, prepared.version["id"]):
+        if prepared is None:
             prepared = _decide(conn, principal, zone_id, body, max_inputs_bytes, package)
         with sent_together(conn):  # on PostgreSQL, the writes and the COMMIT in one round trip
             task = _insert_request(conn, principal, zone_id, info, new_id("ins", now), prepared, now)
@@ -154,10 +159,13 @@ def _read_ahead(
     conn: sa.Connection, principal: Principal, zone_id: str, body: Row
 ) -> tuple[Answer[Row | None], Answer[Row | None] | None]:
     """The zone and the package the body names (when it names one at all), with the package's current version when
-    the body names no version, read together: on PostgreSQL one round trip, the transaction's BEGIN included, where
-    they took four. The answers are judged in the request's order (the zone's 404 first)."""
+    the body names no version, read together: on PostgreSQL one round trip, the transaction's BEGIN and the hold
+    on the zone included (``zone_store.hold_zone``: a zone deleted meanwhile is read as gone, and one not deleted
+    yet is not deleted before this install is written). The answers are judged in the request's order (the zone's
+    404 first)."""
     ref = body.get("package_id")
     with answered_together(conn):
+        zone_store.hold_zone(conn, zone_id)
         zone = zone_store.get_zone_later(conn, principal.organization_id, zone_id)
         package = None
         if isinstance(ref, str) and ref:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from zonecat.store.schema import entities, entity_uses, installs, tasks
+from zonecat.store.schema import entities, entity_uses, installs, packages, tasks, zones
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ def check(conn: sa.Connection, now_ms: int, zone_id: str | None = None, lease_gr
         _running_without_lease,
         _duplicate_natural_keys,
         _install_status_disagrees_with_tasks,
+        _rows_of_missing_zones,
     ):
         found.extend(rule(conn, now_ms, zone_id, lease_grace_ms))
     return found
@@ -190,4 +191,29 @@ def _install_status_disagrees_with_tasks(
     problems.extend(
         Violation("status", row.install_id, f"{row.open} unfinished tasks at once") for row in conn.execute(unfinished)
     )
+    return problems
+
+
+def _rows_of_missing_zones(conn: sa.Connection, _now: int, zone_id: str | None, _grace: int) -> list[Violation]:
+    """Everything of a zone goes with it (a zone is deleted with all it holds, design §3.2): no install, task,
+    entity, use or package of a zone that does not exist. A zone deleted while an install, a package or an entity
+    was being created in it could leave such rows behind before writes held their zone (``zone_store.hold_zone``)."""
+    problems: list[Violation] = []
+    for table, column in (
+        (installs, installs.c.zone_id),
+        (tasks, tasks.c.zone_id),
+        (entities, entities.c.zone_id),
+        (entity_uses, entity_uses.c.zone_id),
+        (packages, packages.c.zone_key),
+    ):
+        query = (
+            sa.select(column.label("zone_id"), sa.func.count().label("rows"))
+            .where(column != "", column.not_in(sa.select(zones.c.id)), *_zone(column, zone_id))
+            .group_by(column)
+            .order_by(column)
+        )
+        problems.extend(
+            Violation("zone-gone", row.zone_id, f"{row.rows} {table.name} row(s) of a zone that does not exist")
+            for row in conn.execute(query)
+        )
     return problems

@@ -14,9 +14,10 @@ from zonecat.clock import now_ms
 from zonecat.domain import manifest as manifests
 from zonecat.domain.paging import decimal_digits
 from zonecat.domain.problems import Problem
-from zonecat.engine.access import Principal
+from zonecat.engine.access import Principal, held_zone, visible_zone
 from zonecat.ids import new_id
 from zonecat.store import packages as package_store
+from zonecat.store import zones as zone_store
 from zonecat.store.database import Database
 
 Row = dict[str, Any]
@@ -62,7 +63,16 @@ def find_visible(conn: sa.Connection, principal: Principal, zone_id: str, ref: s
     return package
 
 
-def _editable(conn: sa.Connection, principal: Principal, zone_id: str, ref: str) -> Row:
+def _editable(conn: sa.Connection, principal: Principal, zone_id: str, ref: str, *, exclusive: bool = False) -> Row:
+    """The zone's own package ``ref``, for a write transaction: the zone held against its deletion first. With
+    ``exclusive`` (the package's deletion) the zone is locked instead: every write that holds it (an install of
+    this package among them) ends first, and none begins until this transaction ends."""
+    if exclusive:
+        principal.require_zone(zone_id)
+        zone_store.lock_zone_exclusively(conn, zone_id)
+        visible_zone(conn, principal, zone_id)
+    else:
+        held_zone(conn, principal, zone_id)
     package = find_visible(conn, principal, zone_id, ref)
     if package["scope"] == "global":
         raise errors.Forbidden(f"package {package['slug']} belongs to the global catalog and cannot be changed here")
@@ -74,6 +84,7 @@ def create_package(db: Database, principal: Principal, zone_id: str, raw: object
     slug = manifests.slugify(manifest["name"])
     now = now_ms()
     with db.write() as conn:
+        held_zone(conn, principal, zone_id)
         package_store.lock_slug(conn, principal.organization_id, slug)
         if package_store.slug_taken(conn, principal.organization_id, zone_id, slug):
             raise errors.Conflict(
@@ -197,7 +208,7 @@ def archive(db: Database, principal: Principal, zone_id: str, ref: str, version_
 
 def delete_package(db: Database, principal: Principal, zone_id: str, ref: str) -> None:
     with db.write() as conn:
-        package = _editable(conn, principal, zone_id, ref)
+        package = _editable(conn, principal, zone_id, ref, exclusive=True)
         live = package_store.live_installs_of(conn, package["id"])
         if live:
             raise errors.Conflict(

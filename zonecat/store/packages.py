@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from zonecat.domain.paging import PageRequest
 from zonecat.store.paging import Page, fetch_page
 from zonecat.store.prepared import Answer, Prepared
-from zonecat.store.schema import insert_row, installs, package_versions, packages
+from zonecat.store.schema import insert_row, installs, package_versions, packages, zones
 
 Row = dict[str, Any]
 GLOBAL = ""
@@ -121,16 +121,21 @@ def find_version_brief(conn: sa.Connection, package_id: str, number: int) -> Row
     return _FIND_VERSION_BRIEF.first(conn, {"package_id": package_id, "number": number})
 
 
-_INSTALLABLE = Prepared(
+_INSTALLABLE_IN = Prepared(
     sa.select(package_versions.c.id).where(
-        package_versions.c.id == sa.bindparam("version_id"), package_versions.c.archived_at_ms.is_(None)
+        package_versions.c.id == sa.bindparam("version_id"),
+        package_versions.c.archived_at_ms.is_(None),
+        sa.exists().where(zones.c.id == sa.bindparam("zone_id"), zones.c.organization_id == sa.bindparam("org")),
     )
 )
 
 
-def installable(conn: sa.Connection, version_id: str) -> bool:
-    """Whether the version still exists and is not archived."""
-    return _INSTALLABLE.first(conn, {"version_id": version_id}) is not None
+def installable_in(conn: sa.Connection, version_id: str, organization_id: str, zone_id: str) -> bool:
+    """Whether the version still exists and is not archived, and the zone it is to be installed in still exists.
+    For a write transaction that decided a request before it began (SQLite: it holds the database's write lock,
+    so nothing changes under it from here on)."""
+    found = _INSTALLABLE_IN.first(conn, {"version_id": version_id, "zone_id": zone_id, "org": organization_id})
+    return found is not None
 
 
 _MANIFEST = Prepared(sa.select(package_versions.c.manifest).where(package_versions.c.id == sa.bindparam("version_id")))

@@ -38,6 +38,41 @@ _GET_ZONE = Prepared(
 )
 
 
+# A zone's advisory lock on PostgreSQL (one bigint key per zone; two zones that share a key only wait on each other).
+def _zone_lock_key(zone_id: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
+    return sa.func.hashtextextended(sa.literal("zonecat zone ", sa.String) + zone_id, 0)
+
+
+_SHARE_ZONE = Prepared(
+    {
+        "postgresql": sa.select(
+            sa.func.pg_advisory_xact_lock_shared(_zone_lock_key(sa.bindparam("zone_id", type_=sa.String)))
+        )
+    }
+)
+
+
+def hold_zone(conn: sa.Connection, zone_id: str) -> None:
+    """Keep the zone from being deleted until this transaction ends. A write that adds rows to a zone (an install,
+    a package, an entity …) calls it before it reads the zone, and refuses to go on when it is not there: a zone
+    deleted meanwhile is then seen gone, and its deletion waits for the write (``lock_zone_exclusively``).
+
+    On PostgreSQL a shared advisory lock, taken in a statement of its own: under READ COMMITTED each statement reads
+    what was committed when it began, so the zone read that follows sees a deletion that held the lock. Inside
+    ``answered_together`` it is only queued, and goes out in the same round trip as the reads. On SQLite nothing:
+    the write transaction already holds the database's one write lock, which a zone's deletion takes too."""
+    if conn.dialect.name == "postgresql":
+        _SHARE_ZONE.run(conn, {"zone_id": zone_id})
+
+
+def lock_zone_exclusively(conn: sa.Connection, zone_id: str) -> None:
+    """Wait for every write that holds the zone (``hold_zone``) to end, and keep new ones waiting until this
+    transaction ends: what it then reads of the zone is final (a zone's or a package's deletion counts the installs
+    that would forbid it). On SQLite nothing (see ``hold_zone``)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_zone_lock_key(sa.literal(zone_id, sa.String)))))
+
+
 def get_zone(conn: sa.Connection, organization_id: str, zone_id: str) -> Row | None:
     return _GET_ZONE.first(conn, {"organization_id": organization_id, "zone_id": zone_id})
 
@@ -51,6 +86,16 @@ def zone_by_name(conn: sa.Connection, organization_id: str, name: str) -> Row | 
     query = sa.select(zones).where(zones.c.organization_id == organization_id, zones.c.name == name)
     found = conn.execute(query).first()
     return dict(found._mapping) if found else None
+
+
+def zone_ids_matching(conn: sa.Connection, ref: str) -> list[str]:
+    """The zone whose id is ``ref``, else the zones named ``ref`` (one per organization at most), in any
+    organization: for tools that read the database itself (``zonecat check``)."""
+    by_id = conn.execute(sa.select(zones.c.id).where(zones.c.id == ref)).scalars().all()
+    if by_id:
+        return [str(found) for found in by_id]
+    by_name = sa.select(zones.c.id).where(zones.c.name == ref).order_by(zones.c.id)
+    return [str(found) for found in conn.execute(by_name).scalars()]
 
 
 def list_zones(conn: sa.Connection, organization_id: str, visible: list[str] | None, request: PageRequest) -> Page:

@@ -127,6 +127,9 @@ def delete_zone(zone_id: str, principal: Auth, ctx: Ctx) -> Response:
     """Delete a zone that has no install left that is not deleted."""
     principal.require_write(zone_id)
     with ctx.db.write() as conn:
+        # First wait for the writes that hold the zone (an install request, a package, an entity …): the installs
+        # counted next are then all of them, and no new one comes until the zone is gone.
+        zone_store.lock_zone_exclusively(conn, zone_id)
         visible_zone(conn, principal, zone_id)
         live = zone_store.live_install_count(conn, zone_id)
         if live:
