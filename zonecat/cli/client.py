@@ -8,6 +8,7 @@ starting a second install (design §3.4). API errors become ``ApiError``, a ``cl
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -21,8 +22,13 @@ if TYPE_CHECKING:
 __all__ = ["ApiError", "Client", "Page"]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: Statuses worth another attempt of the same call (with the same request id).
+#: Statuses worth another attempt of the same call (with the same request id), for a call that may be repeated
+#: whatever the first attempt did (``replayable``).
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Statuses that say the server did not carry the call out: worth another attempt of any call.
+UNDONE_STATUSES = frozenset({429, 503})
+#: The two writes the API makes idempotent by their request id (design §3.4): an install and an uninstall.
+_KEYED_WRITE = re.compile(r"/zones/[^/]+/installs(/[^/]+)?")
 MAX_RETRIES = 2
 MAX_RETRY_DELAY = 5.0
 PAGE_SIZE = 100
@@ -57,7 +63,10 @@ class Page:
             body = {"items": body}
         if not isinstance(body, Mapping):
             raise click.ClickException(f"unexpected list response: {body!r:.200}")
-        self.items: list[dict[str, Any]] = list(body.get("items") or [])
+        items = body.get("items") or []
+        if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+            raise click.ClickException(f"unexpected list response: {body!r:.200}")
+        self.items: list[dict[str, Any]] = [dict(item) for item in items]
         pagination = body.get("pagination") or {}
         self.after_cursor: str | None = pagination.get("after_cursor")
         self.before_cursor: str | None = pagination.get("before_cursor")
@@ -123,22 +132,37 @@ class Client:
         while True:
             try:
                 response = self._http.request(method, path, params=params, json=json, headers=send_headers)
-            except httpx.ConnectError as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 raise click.ClickException(
                     f"cannot connect to the zonecat server at {self.base_url} ({exc}); "
                     "is it running? (set --url or ZONECAT_URL)"
                 ) from exc
-            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.TimeoutException) as exc:
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.TimeoutException) as exc:
+                if not replayable(method, path):
+                    # The request may have reached the server: a second attempt could do it twice (a second
+                    # zone, a second token whose secret nobody saw), and the first one's answer is lost.
+                    raise click.ClickException(
+                        f"{method} {self.base_url}{path}: the connection was lost once the request was sent "
+                        f"({type(exc).__name__}); it may have been carried out: check before trying again"
+                    ) from exc
                 if attempt >= MAX_RETRIES:
                     raise click.ClickException(f"{method} {self.base_url}{path} failed: {exc!r}") from exc
                 attempt += 1
                 time.sleep(0.5 * attempt)
                 continue
-            if response.status_code in RETRY_STATUSES and attempt < MAX_RETRIES:
+            except UnicodeEncodeError as exc:  # an argument that is not text (not UTF-8 in the shell)
+                text = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else ""
+                raise click.ClickException(
+                    f"cannot send {method} {path}: {text!r} in an argument is not valid text (is the terminal UTF-8?)"
+                ) from exc
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+                raise click.ClickException(f"cannot send {method} {self.base_url}{path}: {exc}") from exc
+            retry = RETRY_STATUSES if replayable(method, path) else UNDONE_STATUSES
+            if response.status_code in retry and attempt < MAX_RETRIES:
                 attempt += 1
                 time.sleep(_retry_delay(response, attempt))
                 continue
-            return _decode(response)
+            return _decode(response, self.base_url)
 
     def pages(self, path: str, params: Params | None = None, *, limit: int | None = None) -> Iterator[Page]:
         """Every page of a list, newest first; stop once ``limit`` items have been seen (all when None)."""
@@ -171,6 +195,17 @@ class Client:
         return {"items": items, "pagination": pagination}
 
 
+def replayable(method: str, path: str) -> bool:
+    """Whether a call may be sent again after a lost answer: a read, or a write the API makes idempotent by its
+    request id. Any other write (a zone, a token, a package …) may have been carried out the first time."""
+    if method == "GET":
+        return True
+    keyed = _KEYED_WRITE.fullmatch(path.split("?", 1)[0])
+    if keyed is None:
+        return False
+    return (method == "POST" and keyed.group(1) is None) or (method == "DELETE" and keyed.group(1) is not None)
+
+
 def _retry_delay(response: httpx.Response, attempt: int) -> float:
     header = response.headers.get("Retry-After")
     try:
@@ -180,15 +215,20 @@ def _retry_delay(response: httpx.Response, attempt: int) -> float:
     return max(0.0, min(delay, MAX_RETRY_DELAY))
 
 
-def _decode(response: httpx.Response) -> JSON:
-    if response.status_code == 204 or not response.content:
-        if response.is_success:
-            return None
+def _decode(response: httpx.Response, base_url: str) -> JSON:
+    if response.status_code == 204:
+        return None
     try:
-        body = response.json()
+        body = response.json() if response.content else None
     except ValueError:
         body = None
     if response.is_success:
+        if not isinstance(body, dict):  # every answer of the API is a JSON object
+            kind = response.headers.get("Content-Type") or "no content type"
+            raise click.ClickException(
+                f"the server at {base_url} did not answer like a zonecat API (HTTP {response.status_code}, {kind}, "
+                f"{'no body' if not response.content else 'not a JSON object'}): is --url / ZONECAT_URL right?"
+            )
         return body
     if isinstance(body, dict) and "code" in body:
         raise ApiError(response.status_code, body)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import click
 
@@ -30,13 +31,13 @@ class State:
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.url, self.token)
+            self._client = Client(checked_url(self.url), checked_token(self.token))
             click.get_current_context().call_on_close(self._client.close)
         return self._client
 
     def zone_id(self, zone: str) -> str:
         """A zone id for a zone id or a zone name (names are looked up in ``GET /zones``)."""
-        if zone.startswith("zon_"):
+        if ZONE_ID.fullmatch(zone):
             return zone
         if zone not in self._zones:
             zones = self.client.list_all("/zones")["items"]
@@ -52,6 +53,42 @@ class State:
 
 
 pass_state = click.make_pass_decorator(State)
+
+#: A zone id as the server makes them (26 characters: ``zon_`` and 22 of Crockford base32); anything else is a
+#: zone name, even ``zon_test``.
+ZONE_ID = re.compile(r"zon_[0-9a-hjkmnp-tv-z]{22}")
+
+
+def checked_url(url: str) -> str:
+    """``--url`` / ZONECAT_URL, refused (a usage error) unless it is an http:// or https:// URL with a host."""
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise click.BadParameter(
+            f"{url!r} is not an http:// or https:// URL of a server (e.g. http://127.0.0.1:8080)",
+            param_hint="'--url' / ZONECAT_URL",
+        )
+    return url
+
+
+def checked_token(token: str | None) -> str | None:
+    """``--token`` / ZONECAT_TOKEN without surrounding whitespace (a token file saved with a line end); refused (a
+    usage error) if it holds anything but visible ASCII, which an HTTP header cannot carry."""
+    if token is None:
+        return None
+    token = token.strip()
+    if not token:
+        return None
+    if not all("!" <= char <= "~" for char in token):
+        raise click.BadParameter(
+            "the token holds characters a bearer token cannot (only visible ASCII): a stray space, line end or "
+            "non-ASCII letter?",
+            param_hint="'--token' / ZONECAT_TOKEN",
+        )
+    return token
 
 
 def seg(value: str) -> str:

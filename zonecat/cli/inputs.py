@@ -8,12 +8,14 @@ string (so ``client_id=12345`` stays ``"12345"``); a JSON-quoted string (``name=
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
+
+from zonecat.cli.json_yaml import JsonYamlError, load_json_yaml
 
 __all__ = ["load_inputs_file", "parse_input_value", "parse_inputs"]
 
@@ -29,9 +31,17 @@ def parse_input_value(raw: str, expected_type: object = None) -> object:
             return decoded if isinstance(decoded, str) else raw
         return raw
     try:
-        return json.loads(raw)
+        decoded = json.loads(raw, parse_constant=_not_json)
     except ValueError:
         return raw
+    if isinstance(decoded, float) and not math.isfinite(decoded):
+        return raw  # ``1e999``: JSON has no infinity, so the text it is
+    return decoded
+
+
+def _not_json(constant: str) -> object:
+    """``NaN``, ``Infinity``: Python's json reads them, JSON has none; the value is then the text it is."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 def parse_inputs(
@@ -54,15 +64,13 @@ def parse_inputs(
 
 
 def load_inputs_file(path: str | Path) -> dict[str, Any]:
-    """A YAML or JSON file holding one mapping of inputs."""
+    """A YAML or JSON file holding one mapping of inputs (as JSON values: see ``json_yaml``)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = load_json_yaml(path)
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--inputs-file") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise click.BadParameter(f"{path} is not valid YAML or JSON: {exc}", param_hint="--inputs-file") from exc
+    except JsonYamlError as exc:
+        raise click.BadParameter(str(exc), param_hint="--inputs-file") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
+
+from zonecat.cli.json_yaml import JsonYamlError, load_json_yaml
 
 __all__ = ["entity_dependencies", "load_manifest_file", "slugify", "summarize"]
 
@@ -35,15 +36,13 @@ def slugify(name: str) -> str:
 
 
 def load_manifest_file(path: str | Path) -> dict[str, Any]:
-    """The manifest in ``path`` (YAML or JSON), which must be a mapping."""
+    """The manifest in ``path`` (YAML or JSON, as JSON values: see ``json_yaml``), which must be a mapping."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = load_json_yaml(path)
     except OSError as exc:
         raise click.ClickException(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise click.ClickException(f"{path} is not valid YAML or JSON: {exc}") from exc
+    except JsonYamlError as exc:
+        raise click.ClickException(str(exc)) from exc
     if not isinstance(data, dict):
         raise click.ClickException(f"{path} must hold one package manifest (a mapping)")
     return data

@@ -35,7 +35,8 @@ def console(stderr: bool = False) -> Console:
 
     from rich.console import Console
 
-    out = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    # emoji=False: a name or description is shown as written (rich would turn :thumbs_up: into an emoji).
+    out = Console(stderr=stderr, highlight=False, soft_wrap=False, emoji=False)
     if not out.is_terminal and "COLUMNS" not in os.environ:
         # Piped or captured: a table as wide as its content beats ids folded over three lines.
         out.width = PIPE_WIDTH
