@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from tests.api.conftest import ADMIN_TOKEN, Api
 from tests.api.helpers import (
@@ -15,6 +18,7 @@ from tests.api.helpers import (
     make_token,
     simple_manifest,
 )
+from zonecat.engine.bootstrap import ensure_admin_token
 
 TOKEN_KEYS = {"id", "name", "zones", "read_only", "created_at"}
 
@@ -215,3 +219,17 @@ def test_admin_token_is_listed_without_secret(api: Api) -> None:
     assert len(listed) == 1
     assert ADMIN_TOKEN not in str(listed)
     assert set(listed[0]) >= TOKEN_KEYS
+
+
+def test_a_revoked_bootstrap_token_stays_revoked_and_start_up_says_so(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    own = [t for t in api.get("/tokens").json()["items"] if t["name"].startswith("bootstrap")]
+    assert len(own) == 1
+    assert api.delete(f"/tokens/{own[0]['id']}").status_code == 204
+    with caplog.at_level(logging.WARNING, logger="zonecat.bootstrap"):
+        assert ensure_admin_token(api.db, ADMIN_TOKEN) is None  # as at a restart with ZONECAT_BOOTSTRAP_TOKEN
+    warned = [r for r in caplog.records if "ZONECAT_BOOTSTRAP_TOKEN names a token that was revoked" in r.message]
+    assert len(warned) == 1
+    assert warned[0].__dict__["admin_tokens_left"] == 0
+    assert api.get("/zones").status_code == 401

@@ -40,12 +40,15 @@ from typing import Any
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_strings
 
+from zonecat.domain.problems import Problem, join_path
 from zonecat.errors import ValidationFailed
 
 MAX_EXPRESSION_BYTES = 10 * 1024
 MAX_RESULT_BYTES = 1024 * 1024
 MAX_ACTIVATION_BYTES = 1024 * 1024
 MAX_LIST_ITEMS = 1000
+#: The integers CEL holds: its ``int`` is 64-bit signed, its ``uint`` 64-bit unsigned.
+CEL_INTEGERS = range(-(2**63), 2**64)
 # A result whose size is bounded below this may be copied to Python whole before it is checked (Binding._copy_at_once).
 _COPY_AT_ONCE_BYTES = 16 * 1024 * 1024
 ITERATION_BUDGET = 10_000  # cel-cpp's RuntimeOptions.comprehension_max_iterations default; not configurable
@@ -277,6 +280,25 @@ def _path_text(path: _Path) -> str:
     for segment in reversed(segments):
         text += f"[{segment}]" if isinstance(segment, int) else f".{segment}"
     return text
+
+
+def integers_out_of_range(value: object, root: str) -> list[Problem]:
+    """Every integer of a JSON ``value`` that bindings could not read (CEL holds none outside ``CEL_INTEGERS``), by
+    its path under ``root``: install inputs are refused with them, rather than accepted and their task failed."""
+    problems: list[Problem] = []
+    stack: list[tuple[object, str]] = [(value, root)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if item not in CEL_INTEGERS:
+                problems.append(Problem(path, "integer out of range: bindings read integers from -2^63 to 2^64-1"))
+        elif isinstance(item, Mapping):
+            stack.extend((child, join_path(path, str(key))) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, join_path(path, index)) for index, child in enumerate(item))
+    return sorted(problems, key=lambda problem: problem.field)
 
 
 class _Unusual(Exception):

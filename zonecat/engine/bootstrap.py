@@ -45,17 +45,28 @@ def ensure_admin_token(db: Database, bootstrap_token: str | None) -> str | None:
     """Make sure an organization-admin token exists. Returns a newly generated secret to print once, else None."""
     with db.write() as conn:
         if bootstrap_token:
-            if zone_store.token_by_hash(conn, hash_token(bootstrap_token)) is None:
+            found = zone_store.token_by_hash(conn, hash_token(bootstrap_token))
+            if found is None:
                 _insert_admin(conn, bootstrap_token, "bootstrap (ZONECAT_BOOTSTRAP_TOKEN)")
+            elif found["revoked_at_ms"] is not None:
+                # A revoked token stays revoked (it may have leaked): say so, or every request gets a 401 unexplained.
+                log.warning(
+                    "ZONECAT_BOOTSTRAP_TOKEN names a token that was revoked; it stays revoked. To get an "
+                    "organization-admin token, start with another ZONECAT_BOOTSTRAP_TOKEN, or without one while no "
+                    "admin token is left (one is then generated and printed)",
+                    extra={"token_id": found["id"], "admin_tokens_left": _active_admins(conn)},
+                )
             return None
-        has_admin = conn.execute(
-            tokens.select().where(tokens.c.admin.is_(True), tokens.c.revoked_at_ms.is_(None)).limit(1)
-        ).first()
-        if has_admin is not None:
+        if _active_admins(conn):
             return None
         secret = generate_token()
         _insert_admin(conn, secret, "bootstrap (generated at first start)")
         return secret
+
+
+def _active_admins(conn: sa.Connection) -> int:
+    query = sa.select(sa.func.count()).where(tokens.c.admin.is_(True), tokens.c.revoked_at_ms.is_(None))
+    return int(conn.execute(query).scalar_one())
 
 
 def _insert_admin(conn: sa.Connection, secret: str, name: str) -> None:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from zonecat import errors
 from zonecat.clock import now_ms, rfc3339
-from zonecat.domain import idempotency, schemas
+from zonecat.domain import bindings, idempotency, schemas
 from zonecat.engine.access import Principal, found_zone, visible_zone
 from zonecat.engine.released import RELEASED
 from zonecat.ids import new_id
@@ -234,7 +234,8 @@ def _decide(
         inputs = {}
     if not isinstance(inputs, dict):
         raise errors.ValidationFailed("inputs must be an object", [errors.Detail("inputs", "must be an object")])
-    if len(json.dumps(inputs)) > max_inputs_bytes:
+    # Bytes as they travel (UTF-8), not as ``json.dumps`` escapes them by default (a "€" would count 6).
+    if len(json.dumps(inputs, ensure_ascii=False).encode("utf-8", "surrogatepass")) > max_inputs_bytes:
         raise errors.BadRequest(
             f"inputs are larger than {max_inputs_bytes} bytes",
             [errors.Detail("inputs", f"larger than {max_inputs_bytes} bytes", "bad_request")],
@@ -305,6 +306,11 @@ def _prepare(
             [errors.Detail(p.field, p.message) for p in problems],
         )
     assert isinstance(validated, dict)
+    unreadable = bindings.integers_out_of_range(validated, "inputs")
+    if unreadable:
+        raise errors.ValidationFailed(
+            "inputs hold integers that bindings cannot read", [errors.Detail(p.field, p.message) for p in unreadable]
+        )
     # Write-only values (at any depth) are never returned: ``inputs`` holds what reads may show, and
     # ``secret_inputs`` the full value of every top-level input that had a write-only part.
     public, _ = schemas.strip_write_only(schema, validated)

@@ -1,0 +1,39 @@
+"""Install inputs at the edges: their size in bytes as sent, and integers bindings cannot read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.conftest import Api
+from tests.api.helpers import assert_error
+
+LIMIT = 64 * 1024  # ZONECAT_MAX_INPUTS_BYTES's default
+
+
+def request(api: Api, zone: str, **extra: Any) -> Any:
+    inputs = {"client_id": "c", "client_secret": "s", **extra}
+    return api.post(f"/zones/{zone}/installs", json={"package_id": "linear-api", "inputs": inputs})
+
+
+def test_the_size_limit_counts_utf8_bytes_not_escapes(api: Api) -> None:
+    zone = api.new_zone()
+    # 3 bytes each in UTF-8, 6 each as json.dumps escapes them by default.
+    fits = request(api, zone, note="€" * ((LIMIT - 100) // 3))
+    assert fits.status_code == 202, fits.text
+    assert api.wait_task(zone, fits.json()["id"])["status"] == "completed"
+    over = request(api, zone, note="€" * (LIMIT // 3 + 10))
+    assert_error(over, 400, "bad_request")
+    assert f"larger than {LIMIT} bytes" in over.json()["message"]
+
+
+def test_integers_bindings_cannot_read_are_refused_with_the_request(api: Api) -> None:
+    zone = api.new_zone()
+    for value in (2**64, -(2**63) - 1):
+        response = request(api, zone, extra={"deep": [1, value]})
+        body = assert_error(response, 400, "validation_error")
+        assert [d["field"] for d in body["details"]] == ["inputs.extra.deep[1]"]
+        assert "integer out of range" in body["details"][0]["message"]
+    for value in (2**64 - 1, -(2**63)):  # CEL's uint and int at their ends
+        accepted = request(api, zone, extra={"deep": [1, value]})
+        assert accepted.status_code == 202, accepted.text
+        assert api.wait_task(zone, accepted.json()["id"])["status"] == "completed"
