@@ -21,9 +21,11 @@ from tests.api.helpers import (
     start_delete,
     start_install,
 )
+from zonecat.engine.provisioner import MAX_ROLLBACK_ATTEMPTS
 from zonecat.store import tasks as task_store
 from zonecat.store.prepared import Answer
 from zonecat.store.schema import installs
+from zonecat.store.schema import tasks as task_rows
 from zonecat.worker.worker import Worker
 
 
@@ -200,3 +202,42 @@ def test_write_only_inputs_no_key_can_open_fail_their_task_alone(api: Api) -> No
     removal = start_delete(api, broken, tasks[1]["install_id"]).json()
     assert run_due_tasks(api) == 1
     assert api.wait_task(broken, removal["id"])["status"] == "completed"
+
+
+def test_a_task_whose_install_vanished_ends_failed_at_once(api: Api) -> None:
+    """Nothing left to move at the end: the task ends alone, instead of failing to end at every attempt."""
+    pause_worker(api)
+    zone = api.new_zone()
+    response = api.post(f"/zones/{zone}/installs", json={"package_id": "linear-api", "inputs": CREDS})
+    assert response.status_code == 202
+    task_id, install_id = response.json()["id"], response.json()["install_id"]
+    with api.db.write() as conn:  # as a zone deleted under the request could leave it (before zones were held)
+        conn.execute(installs.delete().where(installs.c.id == install_id))
+    run_due_tasks(api)
+    task = api.get(f"/zones/{zone}/catalog_tasks/{task_id}?redirect=false").json()
+    assert task["status"] == "failed", task
+    assert "internal error" in task["error_message"]
+
+
+def test_a_rollback_that_never_ends_is_abandoned(api: Api) -> None:
+    pause_worker(api)
+    zone = api.new_zone()
+    response = api.post(f"/zones/{zone}/installs", json={"package_id": "linear-api", "inputs": CREDS})
+    task_id = response.json()["id"]
+    with api.db.write() as conn:  # as after twenty attempts whose rollback was interrupted every time
+        conn.execute(
+            task_rows.update()
+            .where(task_rows.c.id == task_id)
+            .values(phase="rollback", attempts=MAX_ROLLBACK_ATTEMPTS, error_message="entity 'x' failed: boom")
+        )
+    run_due_tasks(api)
+    task = api.get(f"/zones/{zone}/catalog_tasks/{task_id}?redirect=false").json()
+    assert task["status"] == "failed", task
+    assert task["error_message"].startswith("entity 'x' failed: boom; its rollback was abandoned after 20 attempts")
+    install = api.get(f"/zones/{zone}/installs/{response.json()['install_id']}").json()
+    assert install["status"] == "failed"
+    # and what it may have left goes with the install, as the message says
+    deleted = api.delete(f"/zones/{zone}/installs/{install['id']}")
+    assert deleted.status_code == 202, deleted.text
+    run_due_tasks(api)
+    assert api.get(f"/zones/{zone}/installs/{install['id']}").json()["status"] == "deleted"

@@ -48,6 +48,9 @@ _End = tuple[Answer[bool], Answer[bool], Answer[Row | None] | None]
 log = logging.getLogger("zonecat.task")
 
 MAX_ATTEMPTS = 10
+# A rollback is resumed as often as it takes, up to this many attempts of its task in all (a create's own attempts
+# included): then it is abandoned, the task ends failed, and deleting the install removes what is left.
+MAX_ROLLBACK_ATTEMPTS = 2 * MAX_ATTEMPTS
 BATCH_SECONDS = 0.005  # the longest a batch of steps holds the write lock (SQLite) before it commits
 CHEAP_BINDING_BYTES = 2048
 
@@ -129,6 +132,9 @@ class TaskRun:
         if self.task["attempts"] > MAX_ATTEMPTS and self.task["phase"] == "apply":
             self._give_up()
             return
+        if self.task["attempts"] > MAX_ROLLBACK_ATTEMPTS and self.task["phase"] == "rollback":
+            self._abandon_rollback()
+            return
         if self.task["operation"] == "create":
             if self.task["phase"] == "rollback":
                 self._rollback()
@@ -142,7 +148,49 @@ class TaskRun:
         if self.task["operation"] == "create":
             self.fail_and_roll_back(None, None, message)
         else:
-            self.finish("failed", "failed", ("deleting",), error_message=message)
+            self.end_failed(("deleting",), message)
+
+    def _abandon_rollback(self) -> None:
+        """A rollback that was interrupted or failed at every attempt: the task ends failed instead of being resumed
+        for ever, and says what may be left (a delete of the install removes it)."""
+        with self.db.read() as conn:
+            task = task_store.task_by_id(conn, self.task_id)
+        cause = (task or {}).get("error_message") or "the task failed"
+        message = (
+            f"{cause}; its rollback was abandoned after {self.task['attempts'] - 1} attempts: entities it created "
+            "may remain until the install is deleted"
+        )
+        self.end_failed(("pending",), message)
+
+    def end_failed(self, expected: tuple[str, ...], message: str) -> None:
+        """End the task failed and move its install to ``failed``; when the install is not in ``expected`` (or
+        gone: nothing left to move), end the task alone, rather than fail to end it at every attempt."""
+        try:
+            self.finish("failed", "failed", expected, error_message=message)
+        except errors.Conflict:
+            log.warning(
+                "install not in an expected status; its task ends alone",
+                extra={"task_id": self.task_id, "install_id": self.install_id, "expected": list(expected)},
+            )
+            self._end_task_alone("failed", message)
+
+    def _end_task_alone(self, task_status: str, message: str) -> None:
+        final = {"kind": "status", "status": task_status, "message": message}
+        with self.db.write() as conn:
+            now = now_ms()
+            with answered_together(conn):
+                ended = task_store.journal_later(
+                    conn,
+                    self.task_id,
+                    self.worker_id,
+                    now,
+                    self.lease_ms,
+                    [final],
+                    {"status": task_status, "locked_until_ms": None, "updated_at_ms": now, "error_message": message},
+                )
+            if not ended.get():
+                raise errors.LeaseLost()
+        self._finished(task_status)
 
     # -- create --------------------------------------------------------------------------------------------
 
@@ -526,7 +574,7 @@ class TaskRun:
         with self.db.read() as conn:
             task = task_store.task_by_id(conn, self.task_id)
         error_message = (task or {}).get("error_message") or "the task failed"
-        self.finish("failed", "failed", ("pending",), error_message=error_message)
+        self.end_failed(("pending",), error_message)
 
     def _release_all(self, removed: str, kept: str, end: Callable[[sa.Connection, int], None] | None = None) -> bool:
         """Release every entity the install uses, in reverse provisioning order, in batches of one transaction

@@ -189,7 +189,7 @@ class Worker:
             if task["operation"] == "create":
                 run.fail_and_roll_back(None, None, message)
             else:
-                run.finish("failed", "failed", ("deleting",), error_message=message)
+                run.end_failed(("deleting",), message)
         except Exception:
             log.exception("could not record the failure; the task will be resumed", extra={"task_id": task["id"]})
 
