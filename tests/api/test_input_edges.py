@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.api.conftest import Api
-from tests.api.helpers import assert_error
+from tests.api.helpers import assert_error, create_package, simple_manifest
 
 LIMIT = 64 * 1024  # ZONECAT_MAX_INPUTS_BYTES's default
 
@@ -37,3 +37,18 @@ def test_integers_bindings_cannot_read_are_refused_with_the_request(api: Api) ->
         accepted = request(api, zone, extra={"deep": [1, value]})
         assert accepted.status_code == 202, accepted.text
         assert api.wait_task(zone, accepted.json()["id"])["status"] == "completed"
+
+
+def test_a_kind_s_write_only_input_stays_hidden_when_a_package_re_declares_it(api: Api) -> None:
+    zone = api.new_zone()
+    manifest = simple_manifest("Redeclared Secret", kind="api-server")
+    manifest["inputs"]["schema"]["properties"]["client_secret"] = {"type": "string", "minLength": 1}  # no writeOnly
+    package = create_package(api, zone, manifest)
+    inputs = {"app_name": "x", "client_id": "a", "client_secret": "TOPSECRET"}
+    task = api.install(zone, package["id"], inputs)
+    assert task["status"] == "completed", task
+    install = api.get(f"/zones/{zone}/installs/{task['install_id']}").json()
+    assert install["inputs"] == {"app_name": "x", "client_id": "a"}
+    assert "TOPSECRET" not in api.get(f"/zones/{zone}/installs").text
+    shown = api.get(f"/zones/{zone}/packages/{package['id']}").json()["input_state"]["effective_schema"]
+    assert shown["properties"]["client_secret"]["writeOnly"] is True

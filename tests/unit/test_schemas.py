@@ -384,6 +384,29 @@ def test_merge_schemas_merges_properties_and_unions_required() -> None:
     assert base["properties"]["client_id"] == {"type": "string"}
 
 
+def test_a_property_both_define_keeps_the_kind_s_keywords_and_its_write_only() -> None:
+    base = {
+        "properties": {
+            "client_id": {"type": "string", "minLength": 1, "title": "OAuth client ID"},
+            "client_secret": {"type": "string", "minLength": 1, "writeOnly": True},
+        }
+    }
+    overlay = {
+        "properties": {
+            "client_id": {"type": "string", "pattern": "^[a-z]+$", "title": "Linear client ID"},
+            "client_secret": {"type": "string", "writeOnly": False, "description": "from the vendor"},
+        }
+    }
+    merged = merge_schemas(base, overlay)["properties"]
+    assert merged["client_id"] == {"type": "string", "minLength": 1, "pattern": "^[a-z]+$", "title": "Linear client ID"}
+    assert merged["client_secret"] == {
+        "type": "string",
+        "minLength": 1,
+        "writeOnly": True,
+        "description": "from the vendor",
+    }
+
+
 def test_merge_with_the_empty_schema() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
     assert merge_schemas({}, schema) == schema
