@@ -15,6 +15,7 @@ from tests.api.helpers import create_package, simple_manifest
 from zonecat.clock import now_ms
 from zonecat.engine import installs as install_engine
 from zonecat.engine.invariants import check
+from zonecat.store import installs as install_store
 
 INPUTS = {"client_id": "c", "client_secret": "s"}
 
@@ -156,3 +157,40 @@ def test_a_package_deleted_while_it_is_installed(api: Api) -> None:
         installed, deleted = at_once(install, delete)
         assert (installed, deleted) in ((202, 409), (404, 204)), (installed, deleted)
         assert api.get(path).status_code == (200 if installed == 202 else 404)
+
+
+def test_a_delete_that_loses_to_one_already_finished_returns_its_task(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two DELETEs of one install: the one that finds the install moved by the other, whose task has even ended
+    by then, answers with that task (design §2), not a 409."""
+    zone = api.new_zone()
+    install_id = api.install(zone, "linear-api", INPUTS)["install_id"]
+    if api.db.is_sqlite:  # writers take turns: the second DELETE sees the first one's task
+        first = api.delete(f"/zones/{zone}/installs/{install_id}").json()
+        api.wait_task(zone, first["id"])
+        second = api.delete(f"/zones/{zone}/installs/{install_id}")
+        assert (second.status_code, second.json()["id"]) == (202, first["id"])
+        return
+    move = install_store.move_install
+    winner: dict[str, Any] = {}
+    raced: list[bool] = []
+
+    def lose_to_a_delete_that_ends_first(*args: Any, **kwargs: Any) -> bool:
+        if not raced:  # the first DELETE, about to move the install: the other one comes first, and ends
+            raced.append(True)
+
+            def other() -> None:  # on a connection of its own (its own move is the real one)
+                winner.update(api.delete(f"/zones/{zone}/installs/{install_id}").json())
+                api.wait_task(zone, winner["id"])
+
+            thread = threading.Thread(target=other)
+            thread.start()
+            thread.join(timeout=30)
+        return bool(move(*args, **kwargs))
+
+    monkeypatch.setattr(install_store, "move_install", lose_to_a_delete_that_ends_first)
+    response = api.delete(f"/zones/{zone}/installs/{install_id}")
+    assert response.status_code == 202, response.text
+    assert response.json()["id"] == winner["id"]
+    assert response.json()["status"] == "completed"

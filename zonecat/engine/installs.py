@@ -433,6 +433,10 @@ def _request_delete(
         if install is None:
             raise errors.NotFound(f"install {install_id} not found")
         unfinished = running.get()
+        if unfinished is None and install["status"] in ("pending", "deleting"):
+            # Read in one round trip but by two statements (READ COMMITTED on PostgreSQL): the task that moved the
+            # install may have ended in between. The install as it is now decides, not a contradiction of both.
+            install = install_store.get_install(conn, zone_id, install_id) or install
         if unfinished is not None:
             if unfinished["operation"] == "delete":
                 return unfinished, False
@@ -453,6 +457,10 @@ def _request_delete(
             winner = task_store.unfinished_task_of(conn, install_id)
             if winner is not None and winner["operation"] == "delete":
                 return winner, False
+            # ... or has already finished it: its task is still the answer.
+            last = task_store.last_task_of(conn, install_id, "delete") if winner is None else None
+            if last is not None and last["created_at_ms"] >= install["updated_at_ms"]:
+                return last, False
             raise errors.Conflict(f"install {install_id} changed state; retry")
         with sent_together(conn):  # on PostgreSQL, the writes and the COMMIT in one round trip
             task = _insert_task(
