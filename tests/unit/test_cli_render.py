@@ -380,3 +380,22 @@ def test_non_json_errors_still_read_well() -> None:
     client = Client("http://t", None, transport=httpx.MockTransport(lambda r: httpx.Response(404, text="nope")))
     with pytest.raises(ApiError, match="http_404: nope"):
         client.get("/x")
+
+
+def test_a_live_display_taller_than_the_screen_shows_the_latest_steps() -> None:
+    from rich.console import Console
+
+    from zonecat.cli.progress import _table
+
+    steps = Steps()
+    for index in range(40):
+        steps.apply({"seq": index + 1, "kind": "step_started", "local_name": f"e{index:02}", "entity_type": "secret"})
+    out = Console(force_terminal=True, width=100, height=20, record=True)
+    out.print(_table({"id": "tsk_1", "operation": "create", "status": "running"}, steps, room=10))
+    text = out.export_text()
+    assert "… 31 earlier steps" in text
+    assert "e39" in text and "e31" in text
+    assert "e30" not in text and "e00" not in text
+    everything = Console(force_terminal=True, width=100, record=True)
+    everything.print(_table({"id": "tsk_1", "operation": "create", "status": "completed"}, steps))
+    assert "e00" in everything.export_text() and "earlier" not in everything.export_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ def create(
         render.print_json(created)
         return
     click.echo(f"install {created.get('install_id')}: task {created['id']} is {created.get('status')}")
-    click.echo(f"follow it with: zonecat task watch {created['id']} --zone {zone}")
+    click.echo(f"follow it with: zonecat task watch {created['id']} --zone {shlex.quote(zone)}")
 
 
 @install.command("list")
@@ -174,4 +175,4 @@ def uninstall(state: State, install_id: str, zone: str, wait: bool, timeout: flo
         return
     render.print_warnings(started.get("warnings") or [])
     click.echo(f"uninstall {install_id}: task {started['id']} is {started.get('status')}")
-    click.echo(f"follow it with: zonecat task watch {started['id']} --zone {zone}")
+    click.echo(f"follow it with: zonecat task watch {started['id']} --zone {shlex.quote(zone)}")

@@ -24,6 +24,7 @@ __all__ = ["Steps", "TaskTimeout", "event_line", "watch_task"]
 
 POLL_INTERVAL = 0.2
 TERMINAL = frozenset({"completed", "failed"})
+LIVE_TABLE_FRAME = 7  # lines of a live table that are not steps: title, header, rules, borders, one spare
 
 
 class TaskTimeout(click.ClickException):
@@ -94,7 +95,8 @@ _STATE_STYLE = {
 }
 
 
-def _table(task: Mapping[str, Any], steps: Steps) -> RenderableType:
+def _table(task: Mapping[str, Any], steps: Steps, room: int | None = None) -> RenderableType:
+    """The task's steps as a table; with ``room``, only its last rows, under one that counts those left out."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -103,7 +105,12 @@ def _table(task: Mapping[str, Any], steps: Steps) -> RenderableType:
     table = Table(title=escape(title), title_justify="left", header_style="bold")
     for column in ("entity", "type", "state", "entity id"):
         table.add_column(column, overflow="fold")
-    for step in steps.steps.values():
+    shown = list(steps.steps.values())
+    if room is not None and len(shown) > room:
+        left_out = len(shown) - (room - 1)
+        shown = shown[left_out:]
+        table.add_row(f"… {left_out} earlier steps", "", "", "", style="dim")
+    for step in shown:
         state = escape(step.state + (f": {step.message}" if step.message else ""))
         style = _STATE_STYLE.get(step.state)
         table.add_row(
@@ -177,11 +184,18 @@ def watch_task(
     task, events = poll()
     for event in events:
         steps.apply(event)
-    with Live(_table(task, steps), console=out, refresh_per_second=10, transient=False) as display:
+
+    def room() -> int:
+        # The rows a screen holds under the title, the header and the borders: a live display taller than the
+        # screen is cut at its bottom, where the steps in progress are, and stops showing anything new.
+        return max(3, out.size.height - LIVE_TABLE_FRAME)
+
+    with Live(_table(task, steps, room()), console=out, refresh_per_second=10, transient=True) as display:
         while not finished(task):
             sleep(POLL_INTERVAL)
             task, events = poll()
             for event in events:
                 steps.apply(event)
-            display.update(_table(task, steps))
+            display.update(_table(task, steps, room()))
+    out.print(_table(task, steps))  # every step, once, where the live display was
     return task

@@ -126,8 +126,18 @@ def watch(state: State, task_id: str, zone: str, timeout: float, as_json: bool) 
 @task.command("list")
 @zone_option
 @click.option("--install", "install_id", default=None, help="Only tasks of this install.")
-@click.option("--status", type=click.Choice(["pending", "running", "completed", "failed"]), default=None)
-@click.option("--operation", type=click.Choice(["create", "delete"]), default=None)
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "running", "completed", "failed"]),
+    default=None,
+    help="Only tasks in this status.",
+)
+@click.option(
+    "--operation",
+    type=click.Choice(["create", "delete"]),
+    default=None,
+    help="Only installs (create) or uninstalls (delete).",
+)
 @limit_option
 @json_option
 @pass_state
