@@ -140,3 +140,15 @@ def test_a_list_whose_items_are_not_objects_is_an_error() -> None:
     answer = httpx.Response(200, json={"items": [1, 2], "pagination": {}})
     with pytest.raises(click.ClickException, match="unexpected list response"):
         client(httpx.MockTransport(lambda request: answer)).list_all("/zones")
+
+
+def test_yaml_merge_keys_still_load_and_overrides_of_them_are_no_duplicates(tmp_path: Path) -> None:
+    text = "base: &base {a: 1, b: 2}\nthing:\n  <<: *base\n  b: 3\n"
+    assert json_yaml.load_json_yaml(write(tmp_path, text)) == {"base": {"a": 1, "b": 2}, "thing": {"a": 1, "b": 3}}
+
+
+def test_a_huge_integer_or_deep_nesting_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    with pytest.raises(json_yaml.JsonYamlError, match="cannot be read"):
+        json_yaml.load_json_yaml(write(tmp_path, "a: " + "9" * 5000 + "\n"))
+    with pytest.raises(json_yaml.JsonYamlError, match="nests too deeply"):
+        json_yaml.load_json_yaml(write(tmp_path, "a: " + "[" * 5000 + "]" * 5000 + "\n"))

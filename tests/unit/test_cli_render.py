@@ -399,3 +399,33 @@ def test_a_live_display_taller_than_the_screen_shows_the_latest_steps() -> None:
     everything = Console(force_terminal=True, width=100, record=True)
     everything.print(_table({"id": "tsk_1", "operation": "create", "status": "completed"}, steps))
     assert "e00" in everything.export_text() and "earlier" not in everything.export_text()
+
+
+def test_a_live_display_ended_by_a_timeout_leaves_its_steps_on_screen(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rich.live
+    from rich.console import Console
+
+    from zonecat.cli.progress import TaskTimeout
+
+    class Erased:
+        """A live display as the screen ends up with it once it is over: nothing (it is transient)."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def __enter__(self) -> Erased:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def update(self, renderable: object) -> None:
+            pass
+
+    monkeypatch.setattr(rich.live, "Live", Erased)
+    out = Console(force_terminal=True, width=120, record=True)
+    client = Client("http://zonecat.test", None, transport=httpx.MockTransport(FakeServer()))
+    with pytest.raises(TaskTimeout):
+        watch_task(client, "zon_1", "tsk_1", out=out, timeout=0.0, sleep=lambda _: None)
+    text = out.export_text()
+    assert "google" in text and "calendar" in text

@@ -25,8 +25,9 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Statuses worth another attempt of the same call (with the same request id), for a call that may be repeated
 #: whatever the first attempt did (``replayable``).
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-#: Statuses that say the server did not carry the call out: worth another attempt of any call.
-UNDONE_STATUSES = frozenset({429, 503})
+#: Statuses that say the server did not carry the call out: worth another attempt of any call. (Not 503: zonecat
+#: answers it when the database went away, which may have been after a commit whose answer was lost.)
+UNDONE_STATUSES = frozenset({429})
 #: The two writes the API makes idempotent by their request id (design §3.4): an install and an uninstall.
 _KEYED_WRITE = re.compile(r"/zones/[^/]+/installs(/[^/]+)?")
 MAX_RETRIES = 2

@@ -39,6 +39,8 @@ class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor``: its keys may be given again here
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
                 duplicate = key in seen
@@ -64,6 +66,10 @@ def load_json_yaml(path: str | Path) -> Any:
         data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
     except yaml.YAMLError as exc:
         raise JsonYamlError(f"{path} is not valid YAML or JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise JsonYamlError(f"{path} nests too deeply") from exc
+    except ValueError as exc:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise JsonYamlError(f"{path} holds a value that cannot be read: {exc}") from exc
     as_json(data, str(path))
     return data
 

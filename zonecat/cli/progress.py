@@ -190,12 +190,15 @@ def watch_task(
         # screen is cut at its bottom, where the steps in progress are, and stops showing anything new.
         return max(3, out.size.height - LIVE_TABLE_FRAME)
 
-    with Live(_table(task, steps, room()), console=out, refresh_per_second=10, transient=True) as display:
-        while not finished(task):
-            sleep(POLL_INTERVAL)
-            task, events = poll()
-            for event in events:
-                steps.apply(event)
-            display.update(_table(task, steps, room()))
-    out.print(_table(task, steps))  # every step, once, where the live display was
+    try:
+        with Live(_table(task, steps, room()), console=out, refresh_per_second=10, transient=True) as display:
+            while not finished(task):
+                sleep(POLL_INTERVAL)
+                task, events = poll()
+                for event in events:
+                    steps.apply(event)
+                display.update(_table(task, steps, room()))
+    finally:
+        # Every step, once, where the live display was: also when a timeout, an error or Ctrl-C ended it.
+        out.print(_table(task, steps))
     return task

@@ -354,7 +354,12 @@ def check(zone_ref: str | None, lease_grace: float) -> None:
 
 def _zone_to_check(matches: list[str], ref: str) -> str:
     """The one zone ``--zone`` names; a usage error for none (a check of nothing would print "no violations") or for
-    a name that several organizations use."""
+    a name that several organizations use. A zone id is taken as given, even of a zone that no longer exists:
+    what such a zone left behind is what ``check`` reports (``zone-gone``)."""
+    from zonecat.ids import looks_like_id
+
+    if not matches and looks_like_id(ref, "zon"):
+        return ref
     if not matches:
         raise click.BadParameter(f"no zone has the id or name {ref!r}", param_hint="--zone")
     if len(matches) > 1:

@@ -320,11 +320,11 @@ def _number(value: object) -> str:
 def merge_schemas(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     """The effective schema of a package: the kind's ``base`` schema extended by the package's ``overlay``.
 
-    Top-level keywords of ``overlay`` win, except that ``properties`` are merged and ``required`` is the union
-    (``base`` order first). A property both define keeps the keywords of ``base`` that ``overlay`` does not give
-    (a package that adds a ``pattern`` to the kind's ``client_id`` keeps its ``minLength``), and a property that
-    ``base`` makes write-only stays write-only: a package re-declaring the kind's ``client_secret`` without
-    ``writeOnly`` must not have the secret shown on every read of its installs. Neither argument is modified.
+    Top-level keywords of ``overlay`` win, except that ``properties`` are merged (``overlay`` wins per property:
+    a package may relax a kind's property as well as narrow it) and ``required`` is the union (``base`` order
+    first). Only write-only is kept: a property ``base`` makes write-only stays write-only, so that a package
+    re-declaring the kind's ``client_secret`` without ``writeOnly`` does not have the secret shown on every read
+    of its installs. Neither argument is modified.
     """
     merged: dict[str, Any] = copy.deepcopy(dict(base))
     for keyword, value in overlay.items():
@@ -338,13 +338,9 @@ def merge_schemas(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[s
         if isinstance(overlay_properties, dict):
             for name, spec in overlay_properties.items():
                 kept = properties.get(name)
-                if isinstance(kept, dict) and isinstance(spec, dict):
-                    combined = {**kept, **copy.deepcopy(spec)}
-                    if kept.get("writeOnly") is True:
-                        combined["writeOnly"] = True
-                    properties[name] = combined
-                else:
-                    properties[name] = copy.deepcopy(spec)
+                properties[name] = copy.deepcopy(spec)
+                if isinstance(kept, dict) and kept.get("writeOnly") is True and isinstance(spec, dict):
+                    properties[name]["writeOnly"] = True
         merged["properties"] = properties
     required: list[str] = []
     for names in (base.get("required"), overlay.get("required")):

@@ -458,9 +458,11 @@ def _request_delete(
             if winner is not None and winner["operation"] == "delete":
                 return winner, False
             # ... or has already finished it: its task is still the answer.
-            last = task_store.last_task_of(conn, install_id, "delete") if winner is None else None
-            if last is not None and last["created_at_ms"] >= install["updated_at_ms"]:
-                return last, False
+            if winner is None:
+                now_there = install_store.get_install(conn, zone_id, install_id)
+                last = task_store.last_task_of(conn, install_id, "delete")
+                if now_there is not None and now_there["status"] == "deleted" and last is not None:
+                    return last, False
             raise errors.Conflict(f"install {install_id} changed state; retry")
         with sent_together(conn):  # on PostgreSQL, the writes and the COMMIT in one round trip
             task = _insert_task(

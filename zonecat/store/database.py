@@ -147,6 +147,9 @@ class Database:
                 pool_recycle=300,
                 connect_args={"connect_timeout": 10},
                 hide_parameters=True,
+                # Whatever the server's default_transaction_isolation: guarded writes and the zone hold
+                # (``zone_store.hold_zone``) need each statement of a write to see what was committed before it.
+                isolation_level="READ COMMITTED",
             )
             _ping_when_idle(self.engine)
             _refuse_core_statements_in_pipeline(self.engine)
