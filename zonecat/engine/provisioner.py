@@ -175,19 +175,9 @@ class TaskRun:
             self._end_task_alone("failed", message)
 
     def _end_task_alone(self, task_status: str, message: str) -> None:
-        final = {"kind": "status", "status": task_status, "message": message}
         with self.db.write() as conn:
-            now = now_ms()
             with answered_together(conn):
-                ended = task_store.journal_later(
-                    conn,
-                    self.task_id,
-                    self.worker_id,
-                    now,
-                    self.lease_ms,
-                    [final],
-                    {"status": task_status, "locked_until_ms": None, "updated_at_ms": now, "error_message": message},
-                )
+                ended = self._send_task_end(conn, now_ms(), task_status, [], error_message=message)
             if not ended.get():
                 raise errors.LeaseLost()
         self._finished(task_status)
@@ -727,25 +717,31 @@ class TaskRun:
     ) -> _End:
         """The statements of ``_finish_in``, their answers unread (see ``_check_end``)."""
         outputs = changes.pop("outputs", None)
-        final = {"kind": "status", "status": task_status, "message": changes.get("error_message")}
         install_changes: Row = {}
         if outputs is not None:
             install_changes["outputs"] = outputs
-        # One guarded statement appends the events and ends the task (status, lease) while this worker owns it.
-        ended = task_store.journal_later(
-            conn,
-            self.task_id,
-            self.worker_id,
-            now,
-            self.lease_ms,
-            [*(events or []), final],
-            {"status": task_status, "locked_until_ms": None, "updated_at_ms": now, **changes},
-        )
+        ended = self._send_task_end(conn, now, task_status, events or [], **changes)
         moved = install_store.move_install_later(
             conn, self.install_id, expected, install_status, now, **install_changes
         )
         claimed = self.claim_next(conn) if self.claim_next is not None else None
         return ended, moved, claimed
+
+    def _send_task_end(
+        self, conn: sa.Connection, now: int, task_status: str, events: list[Row], **changes: Any
+    ) -> Answer[bool]:
+        """One guarded statement that appends ``events`` and the final status event and ends the task (status,
+        lease) while this worker owns it; its answer unread."""
+        final = {"kind": "status", "status": task_status, "message": changes.get("error_message")}
+        return task_store.journal_later(
+            conn,
+            self.task_id,
+            self.worker_id,
+            now,
+            self.lease_ms,
+            [*events, final],
+            {"status": task_status, "locked_until_ms": None, "updated_at_ms": now, **changes},
+        )
 
     def _check_end(self, end: _End, expected: tuple[str, ...]) -> None:
         """Raise (rolling the transaction back) unless the end sent by ``_send_end`` was written; note the task its
