@@ -15,16 +15,23 @@ BURN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_t
 
 
 def test_a_live_process_is_counted_while_it_runs() -> None:
-    child = subprocess.Popen([sys.executable, "-c", BURN.format(seconds=0.4) + "time.sleep(30)"])
+    # The child burns only once told to (after start()), says when it is done, then sleeps: no wall-clock guess,
+    # however loaded the machine.
+    script = "import sys\nsys.stdin.readline()\n" + BURN.format(seconds=0.4) + "print('burnt', flush=True)\n"
+    script += "time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         split = cpu.CpuSplit({"child": cpu.processes(lambda: [child.pid]), "idle": cpu.processes(list)})
         split.start()
-        time.sleep(1.5)  # the child burns its 0.4 s of CPU, then sleeps
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "burnt"
         seconds = split.stop()
     finally:
         child.kill()
         child.wait()
-    assert 0.2 <= seconds["child"] <= 1.0
+    assert 0.35 <= seconds["child"] <= 5.0
     assert seconds["idle"] == 0
 
 
