@@ -52,3 +52,14 @@ def test_a_kind_s_write_only_input_stays_hidden_when_a_package_re_declares_it(ap
     assert "TOPSECRET" not in api.get(f"/zones/{zone}/installs").text
     shown = api.get(f"/zones/{zone}/packages/{package['id']}").json()["input_state"]["effective_schema"]
     assert shown["properties"]["client_secret"]["writeOnly"] is True
+
+
+def test_an_entity_holding_an_integer_bindings_cannot_read_is_refused(api: Api) -> None:
+    zone = api.new_zone()
+    secret = {"type": "token", "token": "t"}
+    body = {"identifier": "big-number", "name": "Big", "data": secret, "metadata": {"n": [1, 2**64]}}
+    refused = api.post(f"/zones/{zone}/secrets", json=body)
+    detail = assert_error(refused, 400, "validation_error")["details"]
+    assert [d["field"] for d in detail] == ["metadata.n[1]"]
+    body["metadata"] = {"n": [1, 2**64 - 1]}
+    assert api.post(f"/zones/{zone}/secrets", json=body).status_code == 201

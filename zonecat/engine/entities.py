@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from zonecat import errors
 from zonecat.clock import now_ms
-from zonecat.domain import schemas
+from zonecat.domain import bindings, schemas
 from zonecat.domain.entity_types import EntityType
 from zonecat.domain.manifest import slugify
 from zonecat.engine.access import Principal, held_zone
@@ -32,6 +32,14 @@ def _validated(entity_type: EntityType, attributes: object) -> Row:
             f"the {entity_type.name} is not valid", [errors.Detail(p.field.lstrip("."), p.message) for p in problems]
         )
     assert isinstance(validated, dict)
+    # An install that adopts the entity reads its attributes in bindings (``entities.x.outputs``), which hold no
+    # integer outside CEL's range: refused here, not by the failed task of some later install.
+    unreadable = bindings.integers_out_of_range(validated, "")
+    if unreadable:
+        raise errors.ValidationFailed(
+            f"the {entity_type.name} holds integers that bindings cannot read",
+            [errors.Detail(p.field, p.message) for p in unreadable],
+        )
     return validated
 
 
