@@ -19,7 +19,7 @@ from zonecat.api.context import AppContext
 from zonecat.api.hot_routes import AskedEverySecond, HotRoutes
 from zonecat.api.kept_polls import KeptPolls
 from zonecat.api.metrics import Metrics
-from zonecat.api.middleware import EdgeMiddleware
+from zonecat.api.middleware import EdgeMiddleware, HeadAsGet
 from zonecat.api.routes import entities, installs, ops, packages, zones
 
 DESCRIPTION = """zonecat: a self-hostable catalog of packages installed into zones by durable catalog tasks.
@@ -72,7 +72,7 @@ def create_app(ctx: AppContext) -> ZonecatAPI:
     hot = []
     for endpoint in installs.LEAN_ENDPOINTS:
         route = Route(documented[endpoint].path, endpoint)
-        route.methods = set(documented[endpoint].methods or ())  # no HEAD: no route of the API answers it
+        route.methods = set(documented[endpoint].methods or ())  # HEAD arrives as a GET (``HeadAsGet``)
         hot.append(route)
     # FastAPI's native OpenTelemetry support (0.16x on) traces only the requests its own __call__ serves.
     telemetry = getattr(app, "_native_telemetry", None)
@@ -81,10 +81,12 @@ def create_app(ctx: AppContext) -> ZonecatAPI:
         instrumented = AskedEverySecond(telemetry.enabled)
     hot_routes = HotRoutes(hot, app.through_fastapi, app, app.exception_handlers, instrumented)
     poll_route = next(route for route in hot if route.endpoint is installs.get_task)
-    app.front = EdgeMiddleware(
-        KeptPolls(hot_routes, ctx, poll_route, instrumented),
-        metrics=app.state.metrics,
-        max_body_bytes=ctx.settings.max_body_bytes,
+    app.front = HeadAsGet(
+        EdgeMiddleware(
+            KeptPolls(hot_routes, ctx, poll_route, instrumented),
+            metrics=app.state.metrics,
+            max_body_bytes=ctx.settings.max_body_bytes,
+        )
     )
     original_openapi = app.openapi
 

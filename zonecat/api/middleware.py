@@ -132,3 +132,27 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class HeadAsGet:
+    """HEAD answered as GET without the body (RFC 9110 §9.3.2), for every GET endpoint: the health checks
+    (`/healthz`, `/readyz`) of load balancers and `curl -I` included. FastAPI's routes answer only the methods they
+    declare, and HEAD used to be a 400 like any other method they did not.
+
+    The application sees a GET (in a copy of the scope: the server's own still says HEAD, so it sends no body
+    either); the response keeps the headers of the GET, its Content-Length included, and loses its body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
