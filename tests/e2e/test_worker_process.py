@@ -63,16 +63,21 @@ def install(server: Server, zone: str, package_id: str) -> str:
         return str(response.json()["id"])
 
 
+def install_chain(server: Server, name: str, count: int) -> tuple[str, str]:
+    """A new zone, a released chain of ``count`` secrets in it, and its install: (zone, task id)."""
+    zone = server.new_zone()
+    with server.client() as http:
+        package_id = release(http, zone, chain_manifest(name, count))
+    return zone, install(server, zone, package_id)
+
+
 def test_a_killed_worker_process_is_restarted_and_its_task_resumed(tmp_path: Path) -> None:
     server = Server(tmp_path, env=LEASE_ENV)
     server.start()
     try:
-        zone = server.new_zone()
-        with server.client() as http:
-            package_id = release(http, zone, chain_manifest("restart-chain", 1000))
         first = worker_pid(server)
         assert Path(f"/proc/{first}/comm").read_text().strip() == "zonecat-worker"
-        task_id = install(server, zone, package_id)
+        zone, task_id = install_chain(server, "restart-chain", 1000)
         reader = EventReader(zone, task_id)
         wait_for(server, reader, "created", 10)
         os.kill(first, signal.SIGKILL)
@@ -170,10 +175,7 @@ def test_a_restarted_container_resumes_the_task_of_its_dead_worker_at_once(tmp_p
     server = ContainerServer(tmp_path, env=lease)
     server.start()
     try:
-        zone = server.new_zone()
-        with server.client() as http:
-            package_id = release(http, zone, chain_manifest("container-chain", 3000))
-        task_id = install(server, zone, package_id)
+        zone, task_id = install_chain(server, "container-chain", 3000)
         deadline = time.monotonic() + 30
         while _lease(tmp_path, task_id)[1] is None:
             assert time.monotonic() < deadline, "the task was never claimed"
