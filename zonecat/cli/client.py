@@ -60,8 +60,7 @@ class Page:
     """One page of a list response: its items and its cursors."""
 
     def __init__(self, body: object) -> None:
-        if isinstance(body, list):  # tolerate a bare array
-            body = {"items": body}
+        # (A bare array never gets here: ``_decode`` refuses every answer that is not a JSON object.)
         if not isinstance(body, Mapping):
             raise click.ClickException(f"unexpected list response: {body!r:.200}")
         items = body.get("items") or []
@@ -129,6 +128,7 @@ class Client:
         send_headers = dict(headers or {})
         if method in WRITE_METHODS:
             send_headers.setdefault("X-Client-Request-ID", str(uuid.uuid4()))
+        replay = replayable(method, path)
         attempt = 0
         while True:
             try:
@@ -139,7 +139,7 @@ class Client:
                     "is it running? (set --url or ZONECAT_URL)"
                 ) from exc
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.TimeoutException) as exc:
-                if not replayable(method, path):
+                if not replay:
                     # The request may have reached the server: a second attempt could do it twice (a second
                     # zone, a second token whose secret nobody saw), and the first one's answer is lost.
                     raise click.ClickException(
@@ -158,7 +158,7 @@ class Client:
                 ) from exc
             except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
                 raise click.ClickException(f"cannot send {method} {self.base_url}{path}: {exc}") from exc
-            retry = RETRY_STATUSES if replayable(method, path) else UNDONE_STATUSES
+            retry = RETRY_STATUSES if replay else UNDONE_STATUSES
             if response.status_code in retry and attempt < MAX_RETRIES:
                 attempt += 1
                 time.sleep(_retry_delay(response, attempt))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -37,7 +36,9 @@ class State:
 
     def zone_id(self, zone: str) -> str:
         """A zone id for a zone id or a zone name (names are looked up in ``GET /zones``)."""
-        if ZONE_ID.fullmatch(zone):
+        from zonecat.ids import looks_like_id  # a zone id by its form; anything else (even ``zon_test``) is a name
+
+        if looks_like_id(zone, "zon"):
             return zone
         if zone not in self._zones:
             zones = self.client.list_all("/zones")["items"]
@@ -53,10 +54,6 @@ class State:
 
 
 pass_state = click.make_pass_decorator(State)
-
-#: A zone id as the server makes them (26 characters: ``zon_`` and 22 of Crockford base32); anything else is a
-#: zone name, even ``zon_test``.
-ZONE_ID = re.compile(r"zon_[0-9a-hjkmnp-tv-z]{22}")
 
 
 def checked_url(url: str) -> str:
