@@ -20,7 +20,7 @@ import resource
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from bench.servers import descendants
+from bench.servers import cpu_seconds, descendants
 
 Reading = Callable[[], float]  # a component's CPU seconds so far
 
@@ -35,9 +35,9 @@ def _seconds(ticks: Iterable[str]) -> float:
 
 
 def _own(pid: int) -> float:
-    """utime + stime (fields 14 and 15) of a live process; 0 once it is gone."""
+    """utime + stime of a live process (``servers.cpu_seconds``); 0 once it is gone."""
     try:
-        return _seconds(_stat_fields(pid)[11:13])
+        return cpu_seconds(pid)
     except (OSError, ValueError):
         return 0.0
 

@@ -153,12 +153,9 @@ class TaskRun:
     def _abandon_rollback(self) -> None:
         """A rollback that was interrupted or failed at every attempt: the task ends failed instead of being resumed
         for ever, and says what may be left (a delete of the install removes it)."""
-        with self.db.read() as conn:
-            task = task_store.task_by_id(conn, self.task_id)
-        cause = (task or {}).get("error_message") or "the task failed"
         message = (
-            f"{cause}; its rollback was abandoned after {self.task['attempts'] - 1} attempts: entities it created "
-            "may remain until the install is deleted"
+            f"{self._recorded_error()}; its rollback was abandoned after {self.task['attempts'] - 1} attempts: "
+            "entities it created may remain until the install is deleted"
         )
         self.end_failed(("pending",), message)
 
@@ -561,10 +558,13 @@ class TaskRun:
 
     def _rollback(self) -> None:
         self._release_all("rolled_back", "released")
+        self.end_failed(("pending",), self._recorded_error())
+
+    def _recorded_error(self) -> str:
+        """The error the task recorded when it failed (``fail_and_roll_back``), which its end repeats."""
         with self.db.read() as conn:
             task = task_store.task_by_id(conn, self.task_id)
-        error_message = (task or {}).get("error_message") or "the task failed"
-        self.end_failed(("pending",), error_message)
+        return str((task or {}).get("error_message") or "the task failed")
 
     def _release_all(self, removed: str, kept: str, end: Callable[[sa.Connection, int], None] | None = None) -> bool:
         """Release every entity the install uses, in reverse provisioning order, in batches of one transaction
