@@ -71,6 +71,15 @@ def held_zone(conn: sa.Connection, principal: Principal, zone_id: str) -> dict[s
     return found_zone(zone_store.get_zone(conn, principal.organization_id, zone_id), zone_id)
 
 
+def locked_zone(conn: sa.Connection, principal: Principal, zone_id: str) -> dict[str, Any]:
+    """``visible_zone`` for a write transaction that must see the zone's final state (the zone's deletion, or a
+    package's, which count the installs that forbid it): every write that holds the zone (``held_zone``) ends
+    first, and none begins until the transaction ends (``zone_store.lock_zone_exclusively``)."""
+    principal.require_zone(zone_id)
+    zone_store.lock_zone_exclusively(conn, zone_id)
+    return found_zone(zone_store.get_zone(conn, principal.organization_id, zone_id), zone_id)
+
+
 def found_zone(row: dict[str, Any] | None, zone_id: str) -> dict[str, Any]:
     """The zone row read for ``zone_id``; 404 when there was none (for a read made ahead, as ``visible_zone``'s)."""
     if row is None:

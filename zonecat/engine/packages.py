@@ -14,10 +14,9 @@ from zonecat.clock import now_ms
 from zonecat.domain import manifest as manifests
 from zonecat.domain.paging import decimal_digits
 from zonecat.domain.problems import Problem
-from zonecat.engine.access import Principal, held_zone, visible_zone
+from zonecat.engine.access import Principal, held_zone, locked_zone
 from zonecat.ids import new_id
 from zonecat.store import packages as package_store
-from zonecat.store import zones as zone_store
 from zonecat.store.database import Database
 
 Row = dict[str, Any]
@@ -68,9 +67,7 @@ def _editable(conn: sa.Connection, principal: Principal, zone_id: str, ref: str,
     ``exclusive`` (the package's deletion) the zone is locked instead: every write that holds it (an install of
     this package among them) ends first, and none begins until this transaction ends."""
     if exclusive:
-        principal.require_zone(zone_id)
-        zone_store.lock_zone_exclusively(conn, zone_id)
-        visible_zone(conn, principal, zone_id)
+        locked_zone(conn, principal, zone_id)
     else:
         held_zone(conn, principal, zone_id)
     package = find_visible(conn, principal, zone_id, ref)

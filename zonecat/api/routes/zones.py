@@ -15,7 +15,7 @@ from zonecat.api.auth import Auth, Ctx
 from zonecat.api.bodies import json_body, require_object
 from zonecat.api.routes.common import page_request
 from zonecat.clock import now_ms
-from zonecat.engine.access import generate_token, hash_token, visible_zone
+from zonecat.engine.access import generate_token, hash_token, locked_zone, visible_zone
 from zonecat.ids import new_id
 from zonecat.store import zones as zone_store
 
@@ -129,8 +129,7 @@ def delete_zone(zone_id: str, principal: Auth, ctx: Ctx) -> Response:
     with ctx.db.write() as conn:
         # First wait for the writes that hold the zone (an install request, a package, an entity …): the installs
         # counted next are then all of them, and no new one comes until the zone is gone.
-        zone_store.lock_zone_exclusively(conn, zone_id)
-        visible_zone(conn, principal, zone_id)
+        locked_zone(conn, principal, zone_id)
         live = zone_store.live_install_count(conn, zone_id)
         if live:
             raise errors.Conflict(f"zone {zone_id} still has {live} install(s) that are not deleted")
