@@ -19,6 +19,7 @@ import concurrent.futures
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench import api
@@ -32,22 +33,21 @@ MAX_GROWTH_PCT = 5.0  # "no growth": allocator noise only
 
 def _rss(pid: int) -> tuple[float, float]:
     """(the serve process's RSS, the sum of its descendants' RSS) in MB."""
-    children = 0.0
-    for child in descendants(pid):
-        try:
-            children += rss_mb(child)
-        except (OSError, RuntimeError):  # gone meanwhile, or a zombie without VmRSS
-            pass
-    return rss_mb(pid), children
+    return rss_mb(pid), _descendants_sum(pid, rss_mb)
 
 
 def _pss_total(pid: int) -> float:
     """The PSS of the serve process and its descendants, summed, in MB."""
-    total = pss_mb(pid)
+    return pss_mb(pid) + _descendants_sum(pid, pss_mb)
+
+
+def _descendants_sum(pid: int, read: Callable[[int], float]) -> float:
+    """``read`` (MB) summed over the live descendants of ``pid``."""
+    total = 0.0
     for child in descendants(pid):
         try:
-            total += pss_mb(child)
-        except (OSError, RuntimeError):
+            total += read(child)
+        except (OSError, RuntimeError):  # gone meanwhile, or a zombie without the figure
             pass
     return total
 
